@@ -181,3 +181,16 @@ func CoerceValue(t DataType, v any) (any, error) {
 	}
 	return nil, fmt.Errorf("lwm2m: value %v (%T) is not a valid %s", v, v, t)
 }
+
+// MarshalText renders the REST name, so stored and shown definitions read well.
+func (t DataType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText accepts the REST and DDF names.
+func (t *DataType) UnmarshalText(b []byte) error {
+	v, err := ParseDataType(string(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}

@@ -1,0 +1,205 @@
+package endpoint
+
+import (
+	"errors"
+	"net"
+	"runtime/debug"
+	"strings"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+type responseWriter = responsewriter.ResponseWriter[*udpclient.Conn]
+
+// handler returns the CoAP handler of a listener. It serves the
+// registration interface and routes notifications; anything else is 4.04.
+func (s *Server) handler(t *transport) func(w *responseWriter, r *pool.Message) {
+	return func(w *responseWriter, r *pool.Message) {
+		s.gate.RLock()
+		defer s.gate.RUnlock()
+		if s.closed {
+			return
+		}
+		defer func() {
+			// Device input must never take the server down.
+			if v := recover(); v != nil {
+				s.log.Error("panic in CoAP handler", "panic", v, "stack", string(debug.Stack()))
+				_ = w.SetResponse(codes.InternalServerError, message.TextPlain, nil)
+			}
+		}()
+		code := r.Code()
+		switch {
+		case code == codes.Empty:
+			return
+		case code >= codes.Created:
+			// Response class, not matched to a pending request by go-coap.
+			s.handleNotification(t, w.Conn().RemoteAddr(), r)
+			return
+		}
+		var segs [3][]byte
+		n := 0
+		for _, o := range r.Options() {
+			if o.ID != message.URIPath {
+				continue
+			}
+			if n == len(segs) {
+				n++
+				break
+			}
+			segs[n] = o.Value
+			n++
+		}
+		if n == 0 || n > 2 || string(segs[0]) != "rd" {
+			s.reply(w, codes.NotFound, "")
+			return
+		}
+		switch {
+		case n == 1 && code == codes.POST:
+			s.serveRegister(t, w, r)
+		case n == 2 && code == codes.POST:
+			s.serveUpdate(t, w, r, string(segs[1]))
+		case n == 2 && code == codes.DELETE:
+			s.serveDeregister(t, w, r, string(segs[1]))
+		default:
+			s.reply(w, codes.MethodNotAllowed, "")
+		}
+	}
+}
+
+// reply sets the response, with a text diagnostic when msg is not empty.
+func (s *Server) reply(w *responseWriter, code codes.Code, msg string, opts ...message.Option) {
+	var body *strings.Reader
+	if msg != "" {
+		body = strings.NewReader(msg)
+	}
+	var err error
+	if body != nil {
+		err = w.SetResponse(code, message.TextPlain, body, opts...)
+	} else {
+		err = w.SetResponse(code, message.TextPlain, nil, opts...)
+	}
+	if err != nil {
+		s.log.Debug("set response", "err", err)
+	}
+}
+
+func queries(r *pool.Message) []string {
+	var q []string
+	for _, o := range r.Options() {
+		if o.ID == message.URIQuery {
+			q = append(q, string(o.Value))
+		}
+	}
+	return q
+}
+
+// peerOf says where a request came from. For a wildcard listener it also
+// keeps the local address the device sent to: go-coap keys connections by
+// (remote, local) address, and a request to the device must use the same
+// connection its answer will be matched on.
+func peerOf(t *transport, w *responseWriter, r *pool.Message) (peer, error) {
+	ra, ok := w.Conn().RemoteAddr().(*net.UDPAddr)
+	if !ok || ra == nil {
+		return peer{}, errors.New("unexpected remote address")
+	}
+	p := peer{t: t, addr: ra}
+	la, ok := w.Conn().LocalAddr().(*net.UDPAddr)
+	if ok && la != nil && (len(la.IP) == 0 || la.IP.IsUnspecified()) {
+		if cm := r.ControlMessage(); cm != nil && len(cm.Dst) > 0 && !cm.Dst.IsMulticast() {
+			l := *la
+			l.IP = append(net.IP(nil), cm.Dst...)
+			p.laddr = &l
+		}
+	}
+	return p, nil
+}
+
+func (s *Server) serveRegister(t *transport, w *responseWriter, r *pool.Message) {
+	payload, err := readBody(r)
+	if err != nil {
+		s.reply(w, codes.BadRequest, "cannot read payload")
+		return
+	}
+	p, err := parseRegister(queries(r), payload)
+	if err != nil {
+		s.log.Debug("bad register", "from", w.Conn().RemoteAddr().String(), "err", err)
+		s.reply(w, codes.BadRequest, err.Error())
+		return
+	}
+	org, err := t.organisation(w.Conn())
+	if err != nil {
+		s.log.Info("register rejected", "endpoint", p.Endpoint, "err", err)
+		s.reply(w, codes.Forbidden, "")
+		return
+	}
+	pr, err := peerOf(t, w, r)
+	if err != nil {
+		s.reply(w, codes.BadRequest, err.Error())
+		return
+	}
+	reg, err := s.register(r.Context(), org, p, pr)
+	if err != nil {
+		s.log.Error("register", "endpoint", p.Endpoint, "err", err)
+		s.reply(w, codes.InternalServerError, "")
+		return
+	}
+	s.log.Debug("registered", "id", reg.ID, "endpoint", reg.Endpoint, "addr", reg.Address)
+	s.reply(w, codes.Created, "",
+		message.Option{ID: message.LocationPath, Value: []byte("rd")},
+		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)})
+}
+
+func (s *Server) serveUpdate(t *transport, w *responseWriter, r *pool.Message, id string) {
+	payload, err := readBody(r)
+	if err != nil {
+		s.reply(w, codes.BadRequest, "cannot read payload")
+		return
+	}
+	p, err := parseUpdate(queries(r), payload)
+	if err != nil {
+		s.reply(w, codes.BadRequest, err.Error())
+		return
+	}
+	org, err := t.organisation(w.Conn())
+	if err != nil {
+		s.reply(w, codes.Forbidden, "")
+		return
+	}
+	pr, err := peerOf(t, w, r)
+	if err != nil {
+		s.reply(w, codes.BadRequest, err.Error())
+		return
+	}
+	if _, err := s.update(r.Context(), org, id, p, pr); err != nil {
+		if errors.Is(err, errNotRegistered) {
+			s.reply(w, codes.NotFound, "")
+			return
+		}
+		s.log.Error("update", "id", id, "err", err)
+		s.reply(w, codes.InternalServerError, "")
+		return
+	}
+	s.reply(w, codes.Changed, "")
+}
+
+func (s *Server) serveDeregister(t *transport, w *responseWriter, r *pool.Message, id string) {
+	org, err := t.organisation(w.Conn())
+	if err != nil {
+		s.reply(w, codes.Forbidden, "")
+		return
+	}
+	if _, err := s.deregister(r.Context(), org, id, t); err != nil {
+		if errors.Is(err, errNotRegistered) {
+			s.reply(w, codes.NotFound, "")
+			return
+		}
+		s.log.Error("deregister", "id", id, "err", err)
+		s.reply(w, codes.InternalServerError, "")
+		return
+	}
+	s.reply(w, codes.Deleted, "")
+}

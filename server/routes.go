@@ -1,0 +1,161 @@
+package server
+
+import (
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"github.com/deviceserver/deviceserver/hypermedia"
+	mt "github.com/deviceserver/deviceserver/mimetypes"
+)
+
+// Route paths, one place for every URL shape the API serves.
+const (
+	pathRoot          = "/"
+	pathToken         = "/oauth/token"
+	pathVersions      = "/versions"
+	pathAccessKeys    = "/accesskeys"
+	pathAccessKey     = "/accesskeys/{key}"
+	pathClients       = "/clients"
+	pathClient        = "/clients/{client}"
+	pathClientSubs    = "/clients/{client}/subscriptions"
+	pathObjectTypes   = "/clients/{client}/objecttypes"
+	pathObjectType    = "/clients/{client}/objecttypes/{object:[0-9]+}"
+	pathInstances     = "/clients/{client}/objecttypes/{object:[0-9]+}/instances"
+	pathInstance      = "/clients/{client}/objecttypes/{object:[0-9]+}/instances/{instance:[0-9]+}"
+	pathInstanceSubs  = "/clients/{client}/objecttypes/{object:[0-9]+}/instances/{instance:[0-9]+}/subscriptions"
+	pathResource      = "/clients/{client}/objecttypes/{object:[0-9]+}/instances/{instance:[0-9]+}/resources/{resource:[0-9]+}"
+	pathDefinitions   = "/objecttypes/definitions"
+	pathDefinition    = "/objecttypes/definitions/{definition}"
+	pathSubscriptions = "/subscriptions"
+	pathSubscription  = "/subscriptions/{subscription}"
+)
+
+func (s *Server) routes() {
+	s.public(pathRoot, http.MethodGet, mt.API, s.root)
+	s.public(pathVersions, http.MethodGet, mt.Versions, s.versions)
+	s.public(pathToken, http.MethodPost, mt.OAuthToken, s.token)
+
+	s.route(pathAccessKeys, http.MethodGet, mt.AccessKeys, s.listAccessKeys)
+	s.route(pathAccessKeys, http.MethodPost, mt.AccessKey, s.createAccessKey)
+	s.route(pathAccessKey, http.MethodGet, mt.AccessKey, s.getAccessKey)
+	s.route(pathAccessKey, http.MethodPut, "", s.updateAccessKey)
+	s.route(pathAccessKey, http.MethodDelete, "", s.deleteAccessKey)
+
+	s.route(pathClients, http.MethodGet, mt.Clients, s.listClients)
+	s.route(pathClient, http.MethodGet, mt.Client, s.getClient)
+	s.route(pathClient, http.MethodDelete, "", s.deleteClient)
+	s.route(pathObjectTypes, http.MethodGet, mt.ObjectTypes, s.listObjectTypes)
+	s.route(pathObjectType, http.MethodGet, mt.ObjectType, s.getObjectType)
+	s.route(pathInstances, http.MethodGet, "", s.listInstances)
+	s.route(pathInstances, http.MethodPost, mt.ResourceCreated, s.createInstance)
+	s.route(pathInstance, http.MethodGet, "", s.getInstance)
+	s.route(pathInstance, http.MethodPut, "", s.writeInstance)
+	s.route(pathInstance, http.MethodDelete, "", s.deleteInstance)
+	s.route(pathResource, http.MethodGet, "", s.getResource)
+	s.route(pathResource, http.MethodPut, "", s.writeResource)
+	s.route(pathResource, http.MethodPost, "", s.executeResource)
+
+	s.route(pathDefinitions, http.MethodGet, mt.ObjectDefinitions, s.listDefinitions)
+	s.route(pathDefinitions, http.MethodPost, mt.ResourceCreated, s.createDefinition)
+	s.route(pathDefinition, http.MethodGet, mt.ObjectDefinition, s.getDefinition)
+	s.route(pathDefinition, http.MethodPut, "", s.updateDefinition)
+	s.route(pathDefinition, http.MethodDelete, "", s.deleteDefinition)
+
+	s.route(pathSubscriptions, http.MethodGet, mt.Subscriptions, s.listOrgSubscriptions)
+	s.route(pathSubscriptions, http.MethodPost, mt.ResourceCreated, s.createOrgSubscription)
+	s.route(pathClientSubs, http.MethodGet, mt.Subscriptions, s.listClientSubscriptions)
+	s.route(pathClientSubs, http.MethodPost, mt.ResourceCreated, s.createClientSubscription)
+	s.route(pathInstanceSubs, http.MethodGet, mt.Subscriptions, s.listInstanceSubscriptions)
+	s.route(pathInstanceSubs, http.MethodPost, mt.ResourceCreated, s.createInstanceSubscription)
+	s.route(pathSubscription, http.MethodGet, mt.Subscription, s.getSubscription)
+	s.route(pathSubscription, http.MethodPut, "", s.updateSubscription)
+	s.route(pathSubscription, http.MethodDelete, "", s.deleteSubscription)
+
+	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.errorBody(w, r, http.StatusNotFound, "no such resource: "+r.URL.Path)
+	})
+	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.errorBody(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
+	})
+}
+
+// href builds an absolute URL from a route path and its variables, in
+// order: href(base, pathClient, id) → base + "/clients/" + id.
+func href(base, pattern string, vars ...string) string {
+	var b strings.Builder
+	b.WriteString(base)
+	rest := pattern
+	for _, v := range vars {
+		i := strings.IndexByte(rest, '{')
+		j := strings.IndexByte(rest, '}')
+		if i < 0 || j < i {
+			break
+		}
+		b.WriteString(rest[:i])
+		b.WriteString(v)
+		rest = rest[j+1:]
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+type apiRep struct {
+	Links hypermedia.Links `json:"Links"`
+}
+
+// root serves GET /: links by authentication state.
+func (s *Server) root(w http.ResponseWriter, r *http.Request, c *call) {
+	l := hypermedia.Links{}.
+		Add("authenticate", c.base+pathToken, mt.Type(mt.OAuthToken)).
+		Add("versions", c.base+pathVersions, mt.Type(mt.Versions))
+	if c.auth.Org != "" {
+		l = l.Add("accesskeys", c.base+pathAccessKeys, mt.Type(mt.AccessKeys)).
+			Add("clients", c.base+pathClients, mt.Type(mt.Clients)).
+			Add("objectdefinitions", c.base+pathDefinitions, mt.Type(mt.ObjectDefinitions)).
+			Add("subscriptions", c.base+pathSubscriptions, mt.Type(mt.Subscriptions))
+	}
+	s.write(w, c, http.StatusOK, apiRep{Links: l})
+}
+
+type component struct {
+	Name    string `json:"Name"`
+	Version string `json:"Version"`
+}
+
+type versionsRep struct {
+	BuildNumber string           `json:"BuildNumber"`
+	Components  []component      `json:"Components"`
+	Links       hypermedia.Links `json:"Links"`
+}
+
+// versions serves GET /versions from the binary's build information.
+func (s *Server) versions(w http.ResponseWriter, r *http.Request, c *call) {
+	rep := versionsRep{BuildNumber: "dev", Links: hypermedia.Links{}.Add("self", c.base+pathVersions, "")}
+	bi, ok := debug.ReadBuildInfo()
+	main := "(devel)"
+	if ok {
+		main = bi.Main.Version
+		for _, st := range bi.Settings {
+			if st.Key == "vcs.revision" {
+				rep.BuildNumber = st.Value
+			}
+		}
+	}
+	rep.Components = append(rep.Components, component{"deviceserver", main})
+	names := map[string]string{
+		"github.com/plgd-dev/go-coap/v3": "go-coap",
+		"github.com/pion/dtls/v3":        "pion-dtls",
+		"github.com/gorilla/mux":         "gorilla-mux",
+		"modernc.org/sqlite":             "sqlite",
+		"github.com/golang-jwt/jwt/v5":   "golang-jwt",
+	}
+	if ok {
+		for _, d := range bi.Deps {
+			if n, found := names[d.Path]; found {
+				rep.Components = append(rep.Components, component{n, d.Version})
+			}
+		}
+	}
+	s.write(w, c, http.StatusOK, rep)
+}

@@ -1,0 +1,491 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/storage"
+	"github.com/deviceserver/deviceserver/storage/storetest"
+)
+
+func openTest(t *testing.T, dir string, sync string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), dir, Options{Synchronous: sync})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, sync := range []string{"NORMAL", "FULL"} {
+		t.Run(sync, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storage.Store { return openTest(t, t.TempDir(), sync) })
+		})
+	}
+}
+
+func TestDurable(t *testing.T) {
+	storetest.RunDurable(t, func(t *testing.T, dir string) storage.Store { return openTest(t, dir, "") })
+}
+
+func TestOpenCreatesDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s := openTest(t, dir, "")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		dir  string
+		opts Options
+	}{
+		{"dir is a file", file, Options{}},
+		{"dir below a file", filepath.Join(file, "sub"), Options{}},
+		{"bad synchronous", t.TempDir(), Options{Synchronous: "OFF"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.dir, tc.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.HasPrefix(err.Error(), "sqlite: ") {
+				t.Errorf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+}
+
+func TestOpenNotADatabase(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(strings.Repeat("garbage ", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(t.Context(), dir, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open of a file that is not a database succeeded")
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, "")
+	var v int
+	if err := s.r.QueryRowContext(t.Context(), `SELECT version FROM schema_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(migrations()) {
+		t.Errorf("schema version %d, want %d", v, len(migrations()))
+	}
+	// A database from a newer server is refused, not misread.
+	if _, err := s.w.ExecContext(t.Context(), `UPDATE schema_version SET version = ?`, v+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(t.Context(), dir, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	} else if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("error %q does not say the schema is newer", err)
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	for _, tc := range []struct {
+		opt  string
+		want int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{{"", 1}, {"normal", 1}, {"FULL", 2}} {
+		t.Run(tc.opt, func(t *testing.T) {
+			s := openTest(t, t.TempDir(), tc.opt)
+			defer s.Close()
+			var mode string
+			var sync int
+			if err := s.w.QueryRowContext(t.Context(), `PRAGMA journal_mode`).Scan(&mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.w.QueryRowContext(t.Context(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "wal" || sync != tc.want {
+				t.Errorf("journal_mode %s synchronous %d, want wal %d", mode, sync, tc.want)
+			}
+			// The read pool must not write.
+			if _, err := s.r.ExecContext(t.Context(), `DELETE FROM organisations`); err == nil {
+				t.Error("write through the read pool succeeded")
+			}
+		})
+	}
+}
+
+func TestErrorsNameOperation(t *testing.T) {
+	s := openTest(t, t.TempDir(), "")
+	defer s.Close()
+	_, err := s.GetRegistration(t.Context(), "reg-x")
+	if err == nil || !strings.HasPrefix(err.Error(), `sqlite: get registration "reg-x": `) {
+		t.Errorf("error = %v", err)
+	}
+	if err := s.CreateOrganisation(t.Context(), storage.Organisation{ID: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CreateOrganisation(t.Context(), storage.Organisation{ID: "o"})
+	if err == nil || !strings.HasPrefix(err.Error(), `sqlite: create organisation "o": `) {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	s := openTest(t, t.TempDir(), "")
+	defer s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.PutRegistration(ctx, lwm2m.Registration{ID: "r", Organisation: "o", Endpoint: "e"}); err == nil {
+		t.Error("PutRegistration with a cancelled context succeeded")
+	}
+	if _, err := s.GetRegistration(t.Context(), "r"); err == nil {
+		t.Error("registration written despite the cancelled context")
+	}
+}
+
+// Kill test: a child process writes and reports each commit on stdout; the
+// parent SIGKILLs it mid-stream and checks that every reported commit is in
+// the database.
+
+const helperEnv = "DEVICESERVER_SQLITE_HELPER"
+
+// TestHelperProcess is the child of TestKill; run normally it does nothing.
+func TestHelperProcess(t *testing.T) {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		return
+	}
+	sync, dir, _ := strings.Cut(spec, ":")
+	ctx := context.Background()
+	s, err := Open(ctx, dir, Options{Synchronous: sync})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	if err := s.CreateSubscription(ctx, storage.Subscription{ID: "sub", OrganisationID: "org"}); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		os.Exit(2)
+	}
+	// Runs until killed; a bound keeps an orphaned child from running forever.
+	for i := range 1_000_000 {
+		r := killReg(i)
+		if err := s.PutRegistration(ctx, r); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(2)
+		}
+		n := []storage.Notification{{SubscriptionID: "sub", DeliveryID: r.ID, Body: []byte(`{"i":` + strconv.Itoa(i) + `}`), CreatedAt: r.RegisteredAt}}
+		if err := s.Enqueue(ctx, n); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(2)
+		}
+		// Reported only after both commits; a write error means the parent is gone.
+		if _, err := fmt.Fprintf(os.Stdout, "committed %d %d\n", i, n[0].Seq); err != nil {
+			os.Exit(3)
+		}
+	}
+	os.Exit(0)
+}
+
+func killReg(i int) lwm2m.Registration {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
+	return lwm2m.Registration{
+		ID: fmt.Sprintf("reg-%06d", i), Organisation: "org", Endpoint: fmt.Sprintf("dev-%06d", i),
+		Lifetime: 60, Version: "1.1", Binding: "U", RootPath: "/", Address: "192.0.2.1:5683", Transport: "udp",
+		Objects:      []lwm2m.LinkedObject{{Path: lwm2m.InstancePath(3, 0)}},
+		RegisteredAt: at, LastUpdate: at, ExpiresAt: at.Add(time.Minute),
+	}
+}
+
+func TestKill(t *testing.T) {
+	for _, sync := range []string{"NORMAL", "FULL"} {
+		t.Run(sync, func(t *testing.T) { testKill(t, sync) })
+	}
+}
+
+func testKill(t *testing.T, sync string) {
+	const killAfter = 200 // lines read before the kill
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+sync+":"+dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	committed := map[int]int64{} // registration index -> outbox seq
+	sc := bufio.NewScanner(out)
+	read := func() bool {
+		for sc.Scan() {
+			var i int
+			var seq int64
+			if _, err := fmt.Sscanf(sc.Text(), "committed %d %d", &i, &seq); err != nil {
+				continue // other output of the test binary
+			}
+			committed[i] = seq
+			return true
+		}
+		return false
+	}
+	for len(committed) < killAfter {
+		if !read() {
+			cmd.Wait()
+			t.Fatalf("child ended after %d commits: %s", len(committed), stderr.String())
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no deferred code, no Close
+		t.Fatal(err)
+	}
+	// Lines already in the pipe were written after their commits too.
+	for read() {
+	}
+	if _, err := io.Copy(io.Discard, out); err != nil {
+		t.Log(err)
+	}
+	err = cmd.Wait()
+	if st, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); !ok || !st.Signaled() {
+		t.Fatalf("child was not killed (%v); it ran to the end: %s", err, stderr.String())
+	}
+	t.Logf("%s: child killed after reporting %d commits", sync, len(committed))
+
+	s := openTest(t, dir, sync)
+	defer s.Close()
+	ctx := t.Context()
+	for i := range committed {
+		want := killReg(i)
+		got, err := s.GetRegistration(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("reported commit %d lost: %v", i, err)
+		}
+		if !got.ExpiresAt.Equal(want.ExpiresAt) || got.Endpoint != want.Endpoint {
+			t.Errorf("registration %d = %+v, want %+v", i, got, want)
+		}
+	}
+	pending, err := s.Pending(ctx, "sub", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq := map[int64]storage.Notification{}
+	for j, n := range pending {
+		bySeq[n.Seq] = n
+		if j > 0 && n.Seq <= pending[j-1].Seq {
+			t.Errorf("outbox out of order at %d: %d after %d", j, n.Seq, pending[j-1].Seq)
+		}
+	}
+	for i, seq := range committed {
+		n, ok := bySeq[seq]
+		if !ok {
+			t.Fatalf("reported outbox entry %d (seq %d) lost", i, seq)
+		}
+		if n.DeliveryID != killReg(i).ID {
+			t.Errorf("outbox seq %d holds %s, want %s", seq, n.DeliveryID, killReg(i).ID)
+		}
+	}
+	// The store is usable after recovery.
+	if err := s.PutRegistration(ctx, killReg(9_999_999)); err != nil {
+		t.Errorf("PutRegistration after recovery: %v", err)
+	}
+}
+
+// Benchmarks. Run with -benchtime=2s; ops/s is per Store call.
+
+func benchRegistration(i int) lwm2m.Registration {
+	at := time.Now().UTC()
+	return lwm2m.Registration{
+		ID:             fmt.Sprintf("0196b1c2-7f3e-7a4b-9c1d-%012d", i),
+		Organisation:   "0196b1c2-0000-7000-8000-000000000001",
+		Endpoint:       fmt.Sprintf("urn:imei:35%013d", i),
+		Lifetime:       86400,
+		Version:        "1.1",
+		Binding:        "UQ",
+		QueueMode:      true,
+		RootPath:       "/",
+		ContentFormats: []lwm2m.ContentFormat{lwm2m.FormatSenMLCBOR, lwm2m.FormatSenMLJSON, lwm2m.FormatTLV},
+		Objects: []lwm2m.LinkedObject{
+			{Path: lwm2m.ObjectPath(1), Version: "1.1"}, {Path: lwm2m.InstancePath(1, 0)},
+			{Path: lwm2m.InstancePath(3, 0)}, {Path: lwm2m.InstancePath(4, 0)}, {Path: lwm2m.InstancePath(5, 0)},
+			{Path: lwm2m.InstancePath(6, 0)}, {Path: lwm2m.InstancePath(19, 0)}, {Path: lwm2m.InstancePath(19, 1)},
+			{Path: lwm2m.InstancePath(3303, 0), Version: "1.1"}, {Path: lwm2m.InstancePath(3304, 0), Version: "1.1"},
+		},
+		Address:      "203.0.113.45:56830",
+		Transport:    "dtls",
+		RegisteredAt: at,
+		LastUpdate:   at,
+		ExpiresAt:    at.Add(24 * time.Hour),
+	}
+}
+
+func openBench(b *testing.B, sync string) *Store {
+	b.Helper()
+	s, err := Open(b.Context(), b.TempDir(), Options{Synchronous: sync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func reportOps(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkPutRegistration measures registration upserts over 1000 devices,
+// from one goroutine and from GOMAXPROCS goroutines.
+func BenchmarkPutRegistration(b *testing.B) {
+	const devices = 1000
+	for _, sync := range []string{"NORMAL", "FULL"} {
+		b.Run(sync+"/sequential", func(b *testing.B) {
+			s := openBench(b, sync)
+			ctx := b.Context()
+			regs := make([]lwm2m.Registration, devices)
+			for i := range regs {
+				regs[i] = benchRegistration(i)
+			}
+			i := 0
+			for b.Loop() {
+				if err := s.PutRegistration(ctx, regs[i%devices]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			reportOps(b)
+		})
+		b.Run(sync+"/parallel", func(b *testing.B) {
+			s := openBench(b, sync)
+			ctx := b.Context()
+			regs := make([]lwm2m.Registration, devices)
+			for i := range regs {
+				regs[i] = benchRegistration(i)
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := s.PutRegistration(ctx, regs[next.Add(1)%devices]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			reportOps(b)
+		})
+	}
+}
+
+// BenchmarkEnqueueAck measures one notification through the outbox: an
+// Enqueue of one entry and its Ack (one op = both).
+func BenchmarkEnqueueAck(b *testing.B) {
+	for _, sync := range []string{"NORMAL", "FULL"} {
+		b.Run(sync, func(b *testing.B) {
+			s := openBench(b, sync)
+			ctx := b.Context()
+			if err := s.CreateSubscription(ctx, storage.Subscription{ID: "sub", OrganisationID: "org"}); err != nil {
+				b.Fatal(err)
+			}
+			body := []byte(`{"subscriptionId":"sub","clientId":"reg-1","links":[{"rel":"client","href":"https://x/clients/reg-1"}],"value":{"SensorValue":21.5}}`)
+			for b.Loop() {
+				n := []storage.Notification{{SubscriptionID: "sub", DeliveryID: "d", Body: body, CreatedAt: time.Now()}}
+				if err := s.Enqueue(ctx, n); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Ack(ctx, "sub", n[0].Seq); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportOps(b)
+		})
+	}
+}
+
+// BenchmarkGetRegistration measures reads through the read pool while
+// nothing writes.
+func BenchmarkGetRegistration(b *testing.B) {
+	s := openBench(b, "")
+	ctx := b.Context()
+	const devices = 1000
+	for i := range devices {
+		if err := s.PutRegistration(ctx, benchRegistration(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ids := make([]string, devices)
+	for i := range ids {
+		ids[i] = benchRegistration(i).ID
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetRegistration(ctx, ids[next.Add(1)%devices]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportOps(b)
+}
+
+// BenchmarkMixed measures a parallel workload of one registration upsert
+// to four reads (GetRegistration), the server's typical mix.
+func BenchmarkMixed(b *testing.B) {
+	s := openBench(b, "")
+	ctx := b.Context()
+	const devices = 1000
+	regs := make([]lwm2m.Registration, devices)
+	for i := range regs {
+		regs[i] = benchRegistration(i)
+		if err := s.PutRegistration(ctx, regs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			var err error
+			if i%5 == 0 {
+				err = s.PutRegistration(ctx, regs[i%devices])
+			} else {
+				_, err = s.GetRegistration(ctx, regs[i%devices].ID)
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportOps(b)
+}

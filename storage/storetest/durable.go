@@ -1,0 +1,143 @@
+package storetest
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/lwm2m/model"
+	"github.com/deviceserver/deviceserver/storage"
+)
+
+// RunDurable checks that data survives closing and reopening a store: it
+// writes one of everything through a store opened on a fresh directory,
+// closes it, reopens the same directory and reads everything back, then
+// does it once more to check that outbox sequence numbers keep increasing
+// across reopens. RunDurable closes every store open returns.
+func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	now := t0()
+
+	org := storage.Organisation{ID: "org-a", Name: "Acme", Admin: true, CreatedAt: now}
+	key := storage.AccessKey{Key: "key-1", Name: "ci", OrganisationID: org.ID, SecretHash: []byte{1, 2, 3, 0}, CreatedAt: now.Add(time.Second)}
+	kept := storage.RefreshToken{Hash: "tok-kept", Key: key.Key, OrganisationID: org.ID, ExpiresAt: now.Add(time.Hour)}
+	taken := storage.RefreshToken{Hash: "tok-taken", Key: key.Key, OrganisationID: org.ID, ExpiresAt: now.Add(time.Hour)}
+	regs := []lwm2m.Registration{
+		registration("reg-1", org.ID, "dev-1", now.Add(-time.Minute)), // expired
+		registration("reg-2", org.ID, "dev-2", now.Add(time.Minute)),
+		registration("reg-3", "org-b", "dev-1", now.Add(time.Hour)),
+	}
+	def := objectDefinition(10241, "Custom Thing")
+	subs := []storage.Subscription{
+		subscription("sub-org", org.ID, "", "ClientConnected", "", now),
+		subscription("sub-obs", org.ID, "reg-2", "Observation", "/3303/0/5700", now.Add(time.Second)),
+	}
+	stats := storage.DeliveryStats{Delivered: 12, Dropped: 3, LastError: "timeout", LastSuccess: now.Add(time.Minute)}
+	obs := storage.Observation{ClientID: "reg-2", Path: "/3303/0/5700", Token: []byte{0xca, 0xfe}}
+	var outbox []storage.Notification
+	for i := range 10 {
+		outbox = append(outbox, notification(subs[i%2].ID, fmt.Sprint("d", i), i))
+	}
+
+	s := open(t, dir)
+	must(t, s.CreateOrganisation(ctx, org), "CreateOrganisation")
+	must(t, s.CreateAccessKey(ctx, key), "CreateAccessKey")
+	must(t, s.PutRefreshToken(ctx, kept), "PutRefreshToken")
+	must(t, s.PutRefreshToken(ctx, taken), "PutRefreshToken")
+	_, err := s.TakeRefreshToken(ctx, taken.Hash)
+	must(t, err, "TakeRefreshToken")
+	for _, r := range regs {
+		must(t, s.PutRegistration(ctx, r), "PutRegistration(%s)", r.ID)
+	}
+	must(t, s.PutObjectDefinition(ctx, org.ID, def), "PutObjectDefinition")
+	for _, sub := range subs {
+		must(t, s.CreateSubscription(ctx, sub), "CreateSubscription(%s)", sub.ID)
+	}
+	must(t, s.AddDeliveryStats(ctx, subs[0].ID, stats), "AddDeliveryStats")
+	must(t, s.PutObservation(ctx, obs), "PutObservation")
+	must(t, s.Enqueue(ctx, outbox[:6]), "Enqueue")
+	must(t, s.Enqueue(ctx, outbox[6:]), "Enqueue")
+	// Acknowledge the first two of sub-org (outbox[0] and [2]).
+	must(t, s.Ack(ctx, subs[0].ID, outbox[2].Seq), "Ack")
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = open(t, dir)
+	got, err := s.GetOrganisation(ctx, org.ID)
+	must(t, err, "GetOrganisation after reopen")
+	wantEqual(t, got, org, "GetOrganisation after reopen")
+	gotKey, err := s.GetAccessKey(ctx, key.Key)
+	must(t, err, "GetAccessKey after reopen")
+	wantEqual(t, gotKey, key, "GetAccessKey after reopen")
+	_, err = s.TakeRefreshToken(ctx, taken.Hash)
+	wantErr(t, err, storage.ErrNotFound, "TakeRefreshToken of a token taken before reopen")
+	gotTok, err := s.TakeRefreshToken(ctx, kept.Hash)
+	must(t, err, "TakeRefreshToken after reopen")
+	wantEqual(t, gotTok, kept, "TakeRefreshToken after reopen")
+	for _, r := range regs {
+		got, err := s.GetRegistration(ctx, r.ID)
+		must(t, err, "GetRegistration(%s) after reopen", r.ID)
+		wantEqual(t, got, r, "GetRegistration(%s) after reopen", r.ID)
+	}
+	expired, err := s.ExpiredRegistrations(ctx, now)
+	must(t, err, "ExpiredRegistrations after reopen")
+	wantEqual(t, ids(expired, regID), []string{"reg-1"}, "ExpiredRegistrations after reopen")
+	online, total, err := s.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: org.ID, Online: ptr(true), Now: now}, 0, 10)
+	must(t, err, "ListRegistrations after reopen")
+	if total != 1 || len(online) != 1 || online[0].ID != "reg-2" {
+		t.Errorf("online registrations after reopen = %v (total %d), want [reg-2]", ids(online, regID), total)
+	}
+	defs, err := s.ListObjectDefinitions(ctx)
+	must(t, err, "ListObjectDefinitions after reopen")
+	wantEqual(t, defs, map[string][]model.Object{org.ID: {def}}, "ListObjectDefinitions after reopen")
+	list, err := s.ListSubscriptions(ctx, storage.SubscriptionFilter{})
+	must(t, err, "ListSubscriptions after reopen")
+	wantEqual(t, list, subs, "ListSubscriptions after reopen")
+	gotStats, err := s.GetDeliveryStats(ctx, subs[0].ID)
+	must(t, err, "GetDeliveryStats after reopen")
+	wantEqual(t, gotStats, stats, "GetDeliveryStats after reopen")
+	gotObs, err := s.ListObservations(ctx, obs.ClientID)
+	must(t, err, "ListObservations after reopen")
+	wantEqual(t, gotObs, []storage.Observation{obs}, "ListObservations after reopen")
+
+	wantPending := map[string][]storage.Notification{
+		subs[0].ID: {outbox[4], outbox[6], outbox[8]},
+		subs[1].ID: {outbox[1], outbox[3], outbox[5], outbox[7], outbox[9]},
+	}
+	for sub, want := range wantPending {
+		p, err := s.Pending(ctx, sub, 100)
+		must(t, err, "Pending(%s) after reopen", sub)
+		wantEqual(t, p, want, "Pending(%s) after reopen", sub)
+	}
+	with, err := s.SubscriptionsWithPending(ctx)
+	must(t, err, "SubscriptionsWithPending after reopen")
+	sort.Strings(with)
+	wantEqual(t, with, []string{subs[1].ID, subs[0].ID}, "SubscriptionsWithPending after reopen")
+
+	// Acknowledge everything, then check after another reopen that Seq
+	// does not restart.
+	for sub := range wantPending {
+		must(t, s.Ack(ctx, sub, outbox[len(outbox)-1].Seq), "Ack(%s)", sub)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = open(t, dir)
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	next := []storage.Notification{notification(subs[0].ID, "after", 99)}
+	must(t, s.Enqueue(ctx, next), "Enqueue after second reopen")
+	if next[0].Seq <= outbox[len(outbox)-1].Seq {
+		t.Errorf("Seq after reopen with an empty outbox = %d, want more than %d", next[0].Seq, outbox[len(outbox)-1].Seq)
+	}
+	p, err := s.Pending(ctx, subs[0].ID, 100)
+	must(t, err, "Pending after second reopen")
+	wantEqual(t, p, next, "Pending after second reopen")
+}

@@ -1,0 +1,405 @@
+package subscriptions
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/deviceserver/deviceserver/storage"
+)
+
+// delivery is one notification item for one subscription.
+type delivery struct {
+	sub  storage.Subscription
+	body []byte // the item, JSON
+}
+
+// memItem is a DeletionPolicy 0 notification waiting in memory.
+type memItem struct {
+	deliveryID string
+	body       []byte
+}
+
+// worker delivers one subscription's notifications in order. It exists
+// while there is work and exits when both queues are empty.
+type worker struct {
+	id     string
+	ctx    context.Context // ends when the subscription is deleted or the engine closes
+	cancel context.CancelFunc
+
+	// Guarded by Engine.mu:
+	mem           []memItem          // DeletionPolicy 0 queue
+	storeKick     bool               // the outbox may hold entries
+	attemptCancel context.CancelFunc // cancels the request in flight, see retarget
+}
+
+// dispatch hands deliveries to their subscriptions' workers. DeletionPolicy
+// 1 items are written to the outbox first, in one transaction, so they are
+// durable when dispatch returns.
+func (e *Engine) dispatch(ctx context.Context, ds []delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	now := e.now().UTC()
+	var durable []storage.Notification
+	for _, d := range ds {
+		if d.sub.DeletionPolicy == 1 {
+			durable = append(durable, storage.Notification{SubscriptionID: d.sub.ID, DeliveryID: newID(), Body: d.body, CreatedAt: now})
+			continue
+		}
+		e.queue(ctx, d)
+	}
+	if len(durable) == 0 {
+		return
+	}
+	if err := e.store.Enqueue(context.WithoutCancel(ctx), durable); err != nil {
+		e.log.Error("subscriptions: storing notifications", "count", len(durable), "error", err)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return // Start delivers them after the restart
+	}
+	for _, n := range durable {
+		e.workerLocked(n.SubscriptionID).storeKick = true
+	}
+}
+
+func (e *Engine) queue(ctx context.Context, d delivery) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	w := e.workerLocked(d.sub.ID)
+	if len(w.mem) >= e.queueSize {
+		e.mu.Unlock()
+		e.log.Warn("subscriptions: delivery queue full, dropping a notification", "subscription", d.sub.ID)
+		e.addStats(ctx, d.sub.ID, storage.DeliveryStats{Dropped: 1, LastError: "delivery queue full"})
+		e.report(d.sub.ID, false)
+		return
+	}
+	w.mem = append(w.mem, memItem{deliveryID: newID(), body: d.body})
+	e.mu.Unlock()
+}
+
+// workerLocked returns the subscription's worker, starting it. Called with
+// e.mu held and the engine open.
+func (e *Engine) workerLocked(id string) *worker {
+	if w := e.workers[id]; w != nil {
+		return w
+	}
+	ctx, cancel := context.WithCancel(e.root)
+	w := &worker{id: id, ctx: ctx, cancel: cancel}
+	e.workers[id] = w
+	e.wg.Add(1)
+	go e.run(w)
+	return w
+}
+
+// stopWorker ends a deleted subscription's deliveries.
+func (e *Engine) stopWorker(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w := e.workers[id]; w != nil {
+		w.cancel()
+		delete(e.workers, id)
+	}
+}
+
+// retarget makes a subscription whose URL, secret, format or policy changed
+// use the new settings at once: a request being retried against the old
+// settings is abandoned and sent again, and the outbox is looked at again.
+func (e *Engine) retarget(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w := e.workers[id]; w != nil {
+		w.storeKick = true
+		if w.attemptCancel != nil {
+			w.attemptCancel()
+		}
+	}
+}
+
+func (e *Engine) run(w *worker) {
+	defer e.wg.Done()
+	defer w.cancel()
+	for {
+		e.mu.Lock()
+		switch {
+		case w.ctx.Err() != nil:
+		case len(w.mem) > 0:
+			it := w.mem[0]
+			w.mem[0] = memItem{}
+			w.mem = w.mem[1:]
+			if len(w.mem) == 0 {
+				w.mem = nil
+			}
+			e.mu.Unlock()
+			e.deliverMem(w, it)
+			continue
+		case w.storeKick:
+			w.storeKick = false
+			e.mu.Unlock()
+			e.drainStore(w)
+			continue
+		}
+		if e.workers[w.id] == w {
+			delete(e.workers, w.id)
+		}
+		e.mu.Unlock()
+		return
+	}
+}
+
+// deliverMem delivers a DeletionPolicy 0 notification with a bounded retry,
+// then counts it delivered or dropped.
+func (e *Engine) deliverMem(w *worker, it memItem) {
+	for {
+		sub, err := e.store.GetSubscription(w.ctx, w.id)
+		if errors.Is(err, storage.ErrNotFound) || w.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			e.log.Error("subscriptions: reading subscription", "subscription", w.id, "error", err)
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
+			return
+		}
+		err = e.post(w, sub, it.deliveryID, [][]byte{it.body}, false)
+		switch {
+		case err == nil:
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: 1, LastSuccess: e.now().UTC()})
+			e.report(w.id, true)
+			return
+		case errors.Is(err, errRetarget):
+			continue
+		case w.ctx.Err() != nil:
+			return
+		}
+		e.log.Warn("subscriptions: webhook failed, notification dropped", "subscription", w.id, "error", err)
+		e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
+		e.report(w.id, false)
+		return
+	}
+}
+
+func (e *Engine) report(id string, delivered bool) {
+	if e.outcome != nil {
+		e.outcome(id, delivered)
+	}
+}
+
+// drainStore delivers the subscription's outbox in Seq order, each entry
+// until a 2xx, acknowledging as it goes.
+func (e *Engine) drainStore(w *worker) {
+	for w.ctx.Err() == nil {
+		ns, err := e.store.Pending(w.ctx, w.id, 1)
+		if err != nil {
+			e.log.Error("subscriptions: reading outbox", "subscription", w.id, "error", err)
+			sleep(w.ctx, e.durableWaitMax)
+			continue
+		}
+		if len(ns) == 0 {
+			return
+		}
+		n := ns[0]
+		res, err := e.deliverDurable(w, n)
+		if res == stopped {
+			return
+		}
+		if err := e.store.Ack(w.ctx, w.id, n.Seq); err != nil {
+			// Sent again after the wait: at-least-once.
+			e.log.Error("subscriptions: acknowledging outbox entry", "subscription", w.id, "error", err)
+			sleep(w.ctx, e.durableWaitMax)
+			continue
+		}
+		if res == dropped {
+			e.log.Error("subscriptions: undeliverable notification dropped", "subscription", w.id, "error", err)
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
+			e.report(w.id, false)
+			continue
+		}
+		e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: 1, LastSuccess: e.now().UTC()})
+		e.report(w.id, true)
+	}
+}
+
+// result is how a durable delivery ended.
+type result int
+
+const (
+	delivered result = iota
+	dropped          // can never be sent (permanentError)
+	stopped          // subscription deleted or engine closing
+)
+
+// permanentError is a delivery failure that no retry can cure.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// deliverDurable sends one outbox entry until it is accepted.
+func (e *Engine) deliverDurable(w *worker, n storage.Notification) (result, error) {
+	for w.ctx.Err() == nil {
+		sub, err := e.store.GetSubscription(w.ctx, w.id)
+		if errors.Is(err, storage.ErrNotFound) {
+			// Deleted while this entry was being written: nothing will read it.
+			_ = e.store.Ack(w.ctx, w.id, math.MaxInt64)
+			return stopped, err
+		}
+		if err != nil {
+			e.log.Error("subscriptions: reading subscription", "subscription", w.id, "error", err)
+			sleep(w.ctx, e.durableWaitMax)
+			continue
+		}
+		err = e.post(w, sub, n.DeliveryID, [][]byte{n.Body}, true)
+		var perm permanentError
+		switch {
+		case err == nil:
+			return delivered, nil
+		case errors.As(err, &perm):
+			return dropped, err
+		case !errors.Is(err, errRetarget) && w.ctx.Err() == nil:
+			sleep(w.ctx, e.durableWaitMax)
+		}
+	}
+	return stopped, w.ctx.Err()
+}
+
+var errRetarget = errors.New("subscription changed during delivery")
+
+// post sends one webhook request through go-retryablehttp. Durable
+// requests retry until accepted, with the longer backoff cap, and record
+// each failure as the subscription's LastError so that it is visible while
+// retrying.
+func (e *Engine) post(w *worker, sub storage.Subscription, deliveryID string, items [][]byte, durable bool) error {
+	f, _ := notificationFormat(sub.AcceptContentType) // validated
+	body, ctype, err := encodeBody(f, items)
+	if err != nil {
+		return permanentError{err}
+	}
+	actx, acancel := context.WithCancel(w.ctx)
+	e.mu.Lock()
+	w.attemptCancel = acancel
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		w.attemptCancel = nil
+		e.mu.Unlock()
+		acancel()
+	}()
+
+	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodPost, sub.URL, body)
+	if err != nil {
+		return permanentError{err}
+	}
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("User-Agent", "deviceserver-webhook")
+	req.Header.Set(HeaderDeliveryID, deliveryID)
+	if sub.Secret != "" {
+		req.Header.Set(HeaderSignature, sign(sub.Secret, body))
+	}
+
+	var lastErr, recorded string
+	failed := func(msg string) {
+		lastErr = msg
+		if durable && msg != recorded {
+			recorded = msg
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{LastError: msg})
+		}
+	}
+	c := &retryablehttp.Client{
+		HTTPClient:   e.http,
+		Logger:       leveledLogger{e.log.With("subscription", w.id)},
+		RetryWaitMin: e.waitMin,
+		RetryWaitMax: e.waitMax,
+		RetryMax:     e.retryMax,
+		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			if err != nil {
+				failed(err.Error())
+				return true, nil
+			}
+			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+				return false, nil
+			}
+			failed("webhook answered " + resp.Status)
+			return true, nil
+		},
+		Backoff: backoff,
+	}
+	if durable {
+		c.RetryWaitMax = e.durableWaitMax
+		c.RetryMax = math.MaxInt32
+	}
+	resp, err := c.Do(req)
+	if err == nil {
+		drain(resp.Body)
+		return nil
+	}
+	if w.ctx.Err() == nil && actx.Err() != nil {
+		return errRetarget
+	}
+	if lastErr != "" {
+		return errors.New(lastErr)
+	}
+	return err
+}
+
+// backoff is capped exponential backoff with jitter (between half and all
+// of the exponential value), honouring a Retry-After within the cap.
+func backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+			return min(time.Duration(s)*time.Second, hi)
+		}
+	}
+	d := lo
+	for i := 0; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	if d <= 0 {
+		return 0
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// sleep waits for d (at most 5 s) or until ctx ends; it paces retries
+// after store errors.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(min(d, 5*time.Second))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (e *Engine) addStats(ctx context.Context, id string, d storage.DeliveryStats) {
+	err := e.store.AddDeliveryStats(context.WithoutCancel(ctx), id, d)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		e.log.Error("subscriptions: recording delivery statistics", "subscription", id, "error", err)
+	}
+}
+
+// leveledLogger adapts slog to go-retryablehttp, at debug level: the
+// engine logs the outcome of each delivery itself.
+type leveledLogger struct{ l *slog.Logger }
+
+func (a leveledLogger) Error(msg string, kv ...any) { a.l.Debug("webhook: "+msg, kv...) }
+func (a leveledLogger) Info(msg string, kv ...any)  { a.l.Debug("webhook: "+msg, kv...) }
+func (a leveledLogger) Debug(msg string, kv ...any) { a.l.Debug("webhook: "+msg, kv...) }
+func (a leveledLogger) Warn(msg string, kv ...any)  { a.l.Debug("webhook: "+msg, kv...) }

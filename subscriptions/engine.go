@@ -1,0 +1,376 @@
+package subscriptions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/storage"
+)
+
+// Device is the device-management API the engine observes through
+// (satisfied by the CoAP endpoint).
+type Device interface {
+	WriteAttributes(ctx context.Context, clientID string, p lwm2m.Path, a lwm2m.Attributes) error
+	Observe(ctx context.Context, clientID string, p lwm2m.Path) ([]lwm2m.Record, error)
+	CancelObserve(ctx context.Context, clientID string, p lwm2m.Path) error
+}
+
+// Renderer turns an instance's records into the notification "Value" (the
+// REST layer supplies it: fields keyed by SerialisationName). p is the
+// subscription's path: the instance, or the resource for a Property.
+type Renderer func(org string, p lwm2m.Path, recs []lwm2m.Record) any
+
+// Config configures an Engine. Store and Device are required.
+type Config struct {
+	Store  storage.Store
+	Device Device
+	// Render renders observed values; nil keys them by resource ID.
+	Render Renderer
+	// HTTPClient sends webhooks; nil means a client with a 30 s timeout per attempt.
+	HTTPClient *http.Client
+	// RetryMax is how many times DeletionPolicy 0 retries after the first
+	// attempt: 0 means 3, negative means none.
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the DeletionPolicy 0 backoff
+	// (defaults 100 ms and 2 s); RetryWaitMin is also the first DeletionPolicy 1 wait.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// DurableRetryWaitMax caps the DeletionPolicy 1 backoff (default 1 min).
+	DurableRetryWaitMax time.Duration
+	// QueueSize bounds each DeletionPolicy 0 subscription's in-memory queue (default 1000).
+	QueueSize int
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for filtering and timestamps; nil means time.Now.
+	Now func() time.Time
+	// AfterFunc schedules f after d and returns a function that cancels it,
+	// for the pmin quiet period; nil means time.AfterFunc. Tests inject it
+	// together with Now.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+}
+
+// Engine is the subscription engine. Its methods are safe for concurrent use.
+type Engine struct {
+	store     storage.Store
+	dev       Device
+	render    Renderer
+	http      *http.Client
+	log       *slog.Logger
+	now       func() time.Time
+	afterFunc func(time.Duration, func()) func() bool
+
+	retryMax         int
+	waitMin, waitMax time.Duration
+	durableWaitMax   time.Duration
+	queueSize        int
+	root             context.Context
+	stop             context.CancelFunc
+	wg               sync.WaitGroup // workers, timers and background device work in flight
+	background       sync.WaitGroup // background device work only, for tests to wait on
+
+	// outcome, when set (by tests, before any event), is told of every
+	// delivery's end: delivered or dropped.
+	outcome func(subscriptionID string, delivered bool)
+
+	mu              sync.Mutex // guards the fields below
+	closed, started bool
+	clients         map[string]*clientState
+	workers         map[string]*worker
+}
+
+// Patch is a change to a subscription (PUT); nil fields are left alone.
+type Patch struct {
+	URL, AcceptContentType *string
+	Attributes             *lwm2m.Attributes
+	DeletionPolicy         *int
+	Secret                 *string
+}
+
+// New returns an engine; call Start to resume delivery of stored
+// notifications, and Close to stop it.
+func New(cfg Config) *Engine {
+	e := &Engine{
+		store:          cfg.Store,
+		dev:            cfg.Device,
+		render:         cfg.Render,
+		http:           cfg.HTTPClient,
+		log:            cfg.Logger,
+		now:            cfg.Now,
+		afterFunc:      cfg.AfterFunc,
+		retryMax:       cfg.RetryMax,
+		waitMin:        cfg.RetryWaitMin,
+		waitMax:        cfg.RetryWaitMax,
+		durableWaitMax: cfg.DurableRetryWaitMax,
+		queueSize:      cfg.QueueSize,
+		clients:        make(map[string]*clientState),
+		workers:        make(map[string]*worker),
+	}
+	if e.render == nil {
+		e.render = defaultRender
+	}
+	if e.http == nil {
+		// An own transport: go-retryablehttp closes idle connections after
+		// a failure, which must not disturb the rest of the process.
+		var tr http.RoundTripper = http.DefaultTransport
+		if t, ok := tr.(*http.Transport); ok {
+			tr = t.Clone()
+		}
+		e.http = &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.afterFunc == nil {
+		e.afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	switch {
+	case e.retryMax == 0:
+		e.retryMax = 3
+	case e.retryMax < 0:
+		e.retryMax = 0
+	}
+	if e.waitMin <= 0 {
+		e.waitMin = 100 * time.Millisecond
+	}
+	if e.waitMax <= 0 {
+		e.waitMax = 2 * time.Second
+	}
+	if e.durableWaitMax <= 0 {
+		e.durableWaitMax = time.Minute
+	}
+	e.waitMax = max(e.waitMax, e.waitMin)
+	e.durableWaitMax = max(e.durableWaitMax, e.waitMin)
+	if e.queueSize <= 0 {
+		e.queueSize = 1000
+	}
+	e.root, e.stop = context.WithCancel(context.Background())
+	return e
+}
+
+// Start loads the Observation subscriptions and resumes delivery of the
+// notifications left in the store's outbox (DeletionPolicy 1).
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed || e.started {
+		e.mu.Unlock()
+		return errors.New("subscriptions: start: engine already started or closed")
+	}
+	e.started = true
+	e.mu.Unlock()
+
+	subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: TypeObservation})
+	if err != nil {
+		return fmt.Errorf("subscriptions: start: %w", err)
+	}
+	online := make(map[string]bool)
+	for _, s := range subs {
+		p, err := lwm2m.ParsePath(s.Path)
+		if err != nil || s.ClientID == "" {
+			e.log.Warn("subscriptions: start: skipping malformed observation", "subscription", s.ID, "path", s.Path)
+			continue
+		}
+		on, seen := online[s.ClientID]
+		if !seen {
+			if on, err = e.online(ctx, s.ClientID); err != nil {
+				return fmt.Errorf("subscriptions: start: %w", err)
+			}
+			online[s.ClientID] = on
+		}
+		cl := e.client(s.ClientID)
+		cl.mu.Lock()
+		o := cl.observation(p)
+		o.subs[s.ID] = newSubState(s, p)
+		// The endpoint keeps device observations across restarts (their
+		// tokens are stored), so an online client is taken as observed with
+		// the attributes this engine would have written.
+		o.observed = on
+		if on {
+			o.written = combine(o.attributes(""))
+		}
+		cl.mu.Unlock()
+	}
+
+	ids, err := e.store.SubscriptionsWithPending(ctx)
+	if err != nil {
+		return fmt.Errorf("subscriptions: start: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		if e.closed {
+			break
+		}
+		e.workerLocked(id).storeKick = true
+	}
+	return nil
+}
+
+// Close stops the workers and timers and waits for them. Notifications of
+// DeletionPolicy 1 subscriptions stay in the store; those of DeletionPolicy
+// 0 still queued are lost.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	clients := make([]*clientState, 0, len(e.clients))
+	for _, cl := range e.clients {
+		clients = append(clients, cl)
+	}
+	e.mu.Unlock()
+	e.stop()
+	for _, cl := range clients {
+		cl.mu.Lock()
+		for _, o := range cl.obs {
+			for _, st := range o.subs {
+				st.stopTimer()
+			}
+		}
+		cl.mu.Unlock()
+	}
+	e.wg.Wait()
+	return nil
+}
+
+// enter registers an event or timer callback in flight, so that Close waits
+// for it before the caller closes the store; false once closed.
+func (e *Engine) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
+
+// Create validates and stores a new subscription, assigning its ID and
+// CreatedAt. An Observation on an online client is first established on the
+// device (Write-Attributes, Observe); a device error is returned and nothing
+// is stored. Validation failures are *ValidationError.
+func (e *Engine) Create(ctx context.Context, s storage.Subscription) (storage.Subscription, error) {
+	if err := validate(s); err != nil {
+		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
+	}
+	s.ID = newID()
+	s.CreatedAt = e.now().UTC()
+	if s.Type == TypeObservation {
+		p, _ := lwm2m.ParsePath(s.Path) // validated
+		s.Path = p.String()
+		if err := e.createObservation(ctx, s, p); err != nil {
+			return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
+		}
+		return s, nil
+	}
+	if err := e.store.CreateSubscription(ctx, s); err != nil {
+		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
+	}
+	return s, nil
+}
+
+// Update applies patch to the subscription. Changed attributes of an
+// Observation are written to the device when it is observed; a device error
+// is returned and nothing is changed.
+func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Subscription, error) {
+	s, err := e.store.GetSubscription(ctx, id)
+	if err != nil {
+		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
+	}
+	old := s
+	if patch.URL != nil {
+		s.URL = *patch.URL
+	}
+	if patch.AcceptContentType != nil {
+		s.AcceptContentType = *patch.AcceptContentType
+	}
+	if patch.Attributes != nil {
+		s.Attributes = *patch.Attributes
+	}
+	if patch.DeletionPolicy != nil {
+		s.DeletionPolicy = *patch.DeletionPolicy
+	}
+	if patch.Secret != nil {
+		s.Secret = *patch.Secret
+	}
+	if err := validate(s); err != nil {
+		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
+	}
+	if s.Type == TypeObservation {
+		err = e.updateObservation(ctx, s, !sameAttributes(old.Attributes, s.Attributes))
+	} else {
+		err = e.store.UpdateSubscription(ctx, s)
+	}
+	if err != nil {
+		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
+	}
+	if s.URL != old.URL || s.Secret != old.Secret || s.AcceptContentType != old.AcceptContentType || s.DeletionPolicy != old.DeletionPolicy {
+		e.retarget(id)
+	}
+	return s, nil
+}
+
+// Delete deletes the subscription, its undelivered notifications and, when
+// no other subscription needs it, the device observation. Device errors
+// while cancelling are logged, not returned: the subscription is gone either way.
+func (e *Engine) Delete(ctx context.Context, id string) error {
+	s, err := e.store.GetSubscription(ctx, id)
+	if err != nil {
+		return fmt.Errorf("subscriptions: delete: %w", err)
+	}
+	if s.Type == TypeObservation {
+		err = e.deleteObservation(ctx, s)
+	} else {
+		err = e.store.DeleteSubscription(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("subscriptions: delete: %w", err)
+	}
+	e.stopWorker(id)
+	return nil
+}
+
+// Stats returns the subscription's delivery statistics and the number of
+// notifications waiting for delivery (outbox and in-memory queue).
+func (e *Engine) Stats(ctx context.Context, id string) (storage.DeliveryStats, int, error) {
+	if _, err := e.store.GetSubscription(ctx, id); err != nil {
+		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
+	}
+	st, err := e.store.GetDeliveryStats(ctx, id)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
+	}
+	n, err := e.store.PendingCount(ctx, id)
+	if err != nil {
+		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
+	}
+	e.mu.Lock()
+	if w := e.workers[id]; w != nil {
+		n += len(w.mem)
+	}
+	e.mu.Unlock()
+	return st, n, nil
+}
+
+// online reports whether the client has a registration that has not expired.
+// An unknown client is offline: client-level subscriptions outlive
+// registrations (the ID is stable per endpoint) and apply when it returns.
+func (e *Engine) online(ctx context.Context, clientID string) (bool, error) {
+	reg, err := e.store.GetRegistration(ctx, clientID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !reg.Expired(e.now()), nil
+}
