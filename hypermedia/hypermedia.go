@@ -111,7 +111,7 @@ func NewPageInfo(self *url.URL, start, size, items, total int) PageInfo {
 		}
 		link("previous", prev)
 	}
-	if start+size < total {
+	if start < total-size { // not start+size, which overflows for a huge startIndex
 		link("next", start+size)
 	}
 	link("last", last)

@@ -154,20 +154,46 @@ func (n Negotiator) Negotiate(accept, base string) (Choice, error) {
 	if strings.TrimSpace(accept) == "" {
 		return def, nil
 	}
-	for _, r := range parseAccept(accept) {
+	ranges := parseAccept(accept)
+	// A range with q=0 refuses what it names (RFC 9110 section 12.5.1):
+	// neither a wildcard nor plain application/json|xml may bring it back.
+	refused := map[Format]bool{}
+	for _, r := range ranges {
+		if r.q != 0 {
+			continue
+		}
+		switch r.typ {
+		case "application/json":
+			refused[JSON] = true
+		case "application/xml", "text/xml":
+			refused[XML] = true
+		default:
+			if rest, ok := strings.CutPrefix(r.typ, base); ok {
+				if c, ok := n.matchVendor(base, rest); ok {
+					refused[c.Format] = true
+				}
+			}
+		}
+	}
+	for _, r := range ranges {
 		if r.q == 0 {
 			continue
 		}
 		switch r.typ {
 		case "*/*", "application/*":
-			return def, nil
+			for _, f := range n.Formats {
+				if !refused[f] {
+					return Choice{f, base + f.Suffix()}, nil
+				}
+			}
+			continue
 		case "application/json":
-			if n.can(JSON) {
+			if n.can(JSON) && !refused[JSON] {
 				return Choice{JSON, base + JSON.Suffix()}, nil
 			}
 			continue
 		case "application/xml", "text/xml":
-			if n.can(XML) {
+			if n.can(XML) && !refused[XML] {
 				return Choice{XML, base + XML.Suffix()}, nil
 			}
 			continue
@@ -197,7 +223,7 @@ func (n Negotiator) matchVendor(base, rest string) (Choice, bool) {
 		if err != nil || num < 1 || num > Newest {
 			return Choice{}, false
 		}
-		version = "-v" + digits
+		version = "-v" + strconv.Itoa(num) // canonical: -v01 is answered as -v1
 	}
 	f := n.Formats[0]
 	switch rest {

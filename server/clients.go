@@ -209,6 +209,7 @@ func (s *Server) getObjectType(w http.ResponseWriter, r *http.Request, c *call) 
 type instanceCall struct {
 	reg      lwm2m.Registration
 	def      *model.Object
+	known    bool // def is a real definition, not a stand-in
 	object   uint16
 	instance uint16
 }
@@ -223,7 +224,7 @@ func (s *Server) instanceVars(w http.ResponseWriter, r *http.Request, c *call, w
 	if ic.object, _, ok = s.objectVar(w, r, c, ic.reg); !ok {
 		return ic, false
 	}
-	ic.def, _ = s.definition(c.auth.Org, ic.object)
+	ic.def, ic.known = s.definition(c.auth.Org, ic.object)
 	if withInstance {
 		n, err := strconv.ParseUint(c.vars["instance"], 10, 16)
 		if err != nil || n == 65535 {
@@ -244,8 +245,10 @@ func (s *Server) instanceRep(c *call, ic instanceCall, inst uint16, recs []lwm2m
 		Add("self", self, ic.def.MIMEType).
 		Add("update", self, ic.def.MIMEType).
 		Add("remove", self, "").
-		Add("subscriptions", href(c.base, pathInstanceSubs, ic.reg.ID, obj, n), mt.Type(mt.Subscriptions)).
-		Add("definition", href(c.base, pathDefinition, obj), mt.Type(mt.ObjectDefinition))
+		Add("subscriptions", href(c.base, pathInstanceSubs, ic.reg.ID, obj, n), mt.Type(mt.Subscriptions))
+	if ic.known {
+		links = links.Add("definition", href(c.base, pathDefinition, obj), mt.Type(mt.ObjectDefinition))
+	}
 	for _, res := range ic.def.Resources {
 		if res.Executable() {
 			links = append(links, hypermedia.Link{Rel: "execute", Href: href(c.base, pathResource, ic.reg.ID, obj, n, strconv.Itoa(int(res.ID))), Title: res.SerialisationName})

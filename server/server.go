@@ -288,7 +288,7 @@ func (s *Server) decodeBodyAs(w http.ResponseWriter, r *http.Request, v any, bas
 		switch {
 		case errors.As(err, &mbe):
 			s.errorBody(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
-		case errors.As(err, &te):
+		case errors.As(err, &te) && te.Field != "": // "": the body itself has the wrong JSON type
 			s.badRequest(w, codeInvalidFields, "invalid fields", te.Field)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			s.badRequest(w, codeInvalidFields, "unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -38,6 +39,19 @@ type worker struct {
 	mem           []memItem          // DeletionPolicy 0 queue
 	storeKick     bool               // the outbox may hold entries
 	attemptCancel context.CancelFunc // cancels the request in flight, see retarget
+}
+
+// dropCount holds a subscription's queue-full drops not yet in the store.
+// The event that drops a notification only counts it here, so that a
+// subscription whose receiver cannot keep up does not make every event wait
+// for a store write; the next statistics write of the subscription's worker
+// carries the count (see addStats).
+type dropCount struct {
+	// write is held across taking pending and writing it to the store, and
+	// by Stats across reading the store and pending, so that Stats counts
+	// every drop once.
+	write   sync.Mutex
+	pending storage.DeliveryStats // guarded by Engine.mu
 }
 
 // dispatch hands deliveries to their subscriptions' workers. DeletionPolicy
@@ -81,9 +95,15 @@ func (e *Engine) queue(ctx context.Context, d delivery) {
 	}
 	w := e.workerLocked(d.sub.ID)
 	if len(w.mem) >= e.queueSize {
+		dc := e.drops[d.sub.ID]
+		if dc == nil {
+			dc = &dropCount{}
+			e.drops[d.sub.ID] = dc
+		}
+		dc.pending.Dropped++
+		dc.pending.LastError = "delivery queue full"
 		e.mu.Unlock()
 		e.log.Warn("subscriptions: delivery queue full, dropping a notification", "subscription", d.sub.ID)
-		e.addStats(ctx, d.sub.ID, storage.DeliveryStats{Dropped: 1, LastError: "delivery queue full"})
 		e.report(d.sub.ID, false)
 		return
 	}
@@ -156,7 +176,26 @@ func (e *Engine) run(w *worker) {
 			delete(e.workers, w.id)
 		}
 		e.mu.Unlock()
+		e.flushDrops(w)
 		return
+	}
+}
+
+// flushDrops records the drops counted since the worker's last statistics
+// write, and forgets the count once nothing is pending, so that the engine
+// does not keep an entry for every subscription that ever overflowed.
+func (e *Engine) flushDrops(w *worker) {
+	e.mu.Lock()
+	dc := e.drops[w.id]
+	e.mu.Unlock()
+	if dc == nil {
+		return
+	}
+	e.addStats(w.ctx, w.id, storage.DeliveryStats{})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.drops[w.id] == dc && dc.pending.Dropped == 0 && dc.pending.LastError == "" {
+		delete(e.drops, w.id)
 	}
 }
 
@@ -164,7 +203,7 @@ func (e *Engine) run(w *worker) {
 // then counts it delivered or dropped.
 func (e *Engine) deliverMem(w *worker, it memItem) {
 	for {
-		sub, err := e.store.GetSubscription(w.ctx, w.id)
+		sub, err := e.subscription(w.ctx, w.id)
 		if errors.Is(err, storage.ErrNotFound) || w.ctx.Err() != nil {
 			return
 		}
@@ -250,7 +289,7 @@ func (p permanentError) Unwrap() error { return p.err }
 // deliverDurable sends one outbox entry until it is accepted.
 func (e *Engine) deliverDurable(w *worker, n storage.Notification) (result, error) {
 	for w.ctx.Err() == nil {
-		sub, err := e.store.GetSubscription(w.ctx, w.id)
+		sub, err := e.subscription(w.ctx, w.id)
 		if errors.Is(err, storage.ErrNotFound) {
 			// Deleted while this entry was being written: nothing will read it.
 			_ = e.store.Ack(w.ctx, w.id, math.MaxInt64)
@@ -388,7 +427,27 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// addStats adds d, and the drops counted by queue since the last call, to
+// the subscription's statistics. A LastError in d is newer than the drops'.
 func (e *Engine) addStats(ctx context.Context, id string, d storage.DeliveryStats) {
+	e.mu.Lock()
+	dc := e.drops[id]
+	e.mu.Unlock()
+	if dc != nil {
+		dc.write.Lock()
+		defer dc.write.Unlock()
+		e.mu.Lock()
+		p := dc.pending
+		dc.pending = storage.DeliveryStats{}
+		e.mu.Unlock()
+		d.Dropped += p.Dropped
+		if d.LastError == "" {
+			d.LastError = p.LastError
+		}
+	}
+	if d.Delivered == 0 && d.Dropped == 0 && d.LastError == "" && d.LastSuccess.IsZero() {
+		return
+	}
 	err := e.store.AddDeliveryStats(context.WithoutCancel(ctx), id, d)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		e.log.Error("subscriptions: recording delivery statistics", "subscription", id, "error", err)

@@ -73,6 +73,12 @@ type Engine struct {
 	wg               sync.WaitGroup // workers, timers and background device work in flight
 	background       sync.WaitGroup // background device work only, for tests to wait on
 
+	// index holds the lifecycle subscriptions for the event path; subMu
+	// serialises their creation, updates and deletion with the index
+	// updates that follow the store writes (see lifecycleIndex).
+	index *lifecycleIndex
+	subMu sync.Mutex
+
 	// outcome, when set (by tests, before any event), is told of every
 	// delivery's end: delivered or dropped.
 	outcome func(subscriptionID string, delivered bool)
@@ -81,6 +87,7 @@ type Engine struct {
 	closed, started bool
 	clients         map[string]*clientState
 	workers         map[string]*worker
+	drops           map[string]*dropCount // by subscription ID
 }
 
 // Patch is a change to a subscription (PUT); nil fields are left alone.
@@ -107,8 +114,10 @@ func New(cfg Config) *Engine {
 		waitMax:        cfg.RetryWaitMax,
 		durableWaitMax: cfg.DurableRetryWaitMax,
 		queueSize:      cfg.QueueSize,
+		index:          newLifecycleIndex(),
 		clients:        make(map[string]*clientState),
 		workers:        make(map[string]*worker),
+		drops:          make(map[string]*dropCount),
 	}
 	if e.render == nil {
 		e.render = defaultRender
@@ -155,8 +164,8 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// Start loads the Observation subscriptions and resumes delivery of the
-// notifications left in the store's outbox (DeletionPolicy 1).
+// Start loads the lifecycle and Observation subscriptions and resumes
+// delivery of the notifications left in the store's outbox (DeletionPolicy 1).
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed || e.started {
@@ -166,6 +175,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.started = true
 	e.mu.Unlock()
 
+	if err := e.loadLifecycle(ctx); err != nil {
+		return fmt.Errorf("subscriptions: start: %w", err)
+	}
 	subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: TypeObservation})
 	if err != nil {
 		return fmt.Errorf("subscriptions: start: %w", err)
@@ -209,6 +221,24 @@ func (e *Engine) Start(ctx context.Context) error {
 			break
 		}
 		e.workerLocked(id).storeKick = true
+	}
+	return nil
+}
+
+// loadLifecycle fills the lifecycle index from the store. Holding subMu
+// keeps a concurrent Create, Update or Delete from being undone by the older
+// state read here.
+func (e *Engine) loadLifecycle(ctx context.Context) error {
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
+	for _, typ := range []string{TypeClientConnected, TypeClientUpdated, TypeClientDisconnected, TypeClientConnectionExpired} {
+		subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: typ})
+		if err != nil {
+			return err
+		}
+		for _, s := range subs {
+			e.index.put(s)
+		}
 	}
 	return nil
 }
@@ -272,9 +302,13 @@ func (e *Engine) Create(ctx context.Context, s storage.Subscription) (storage.Su
 		}
 		return s, nil
 	}
+	// A lifecycle subscription (validate admits no other type).
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
 	if err := e.store.CreateSubscription(ctx, s); err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
 	}
+	e.index.put(s)
 	return s, nil
 }
 
@@ -285,6 +319,16 @@ func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Su
 	s, err := e.store.GetSubscription(ctx, id)
 	if err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
+	}
+	lifecycle := isLifecycle(s.Type) // a subscription's type never changes
+	if lifecycle {
+		e.subMu.Lock()
+		defer e.subMu.Unlock()
+		// Read again under the lock, so that concurrent updates apply in
+		// turn and the index ends with the store's last version.
+		if s, err = e.store.GetSubscription(ctx, id); err != nil {
+			return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
+		}
 	}
 	old := s
 	if patch.URL != nil {
@@ -313,6 +357,9 @@ func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Su
 	if err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
 	}
+	if lifecycle {
+		e.index.put(s)
+	}
 	if s.URL != old.URL || s.Secret != old.Secret || s.AcceptContentType != old.AcceptContentType || s.DeletionPolicy != old.DeletionPolicy {
 		e.retarget(id)
 	}
@@ -330,7 +377,7 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	if s.Type == TypeObservation {
 		err = e.deleteObservation(ctx, s)
 	} else {
-		err = e.store.DeleteSubscription(ctx, id)
+		err = e.deleteLifecycle(ctx, id)
 	}
 	if err != nil {
 		return fmt.Errorf("subscriptions: delete: %w", err)
@@ -339,11 +386,41 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+func (e *Engine) deleteLifecycle(ctx context.Context, id string) error {
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
+	if err := e.store.DeleteSubscription(ctx, id); err != nil {
+		return err
+	}
+	e.index.remove(id)
+	return nil
+}
+
+// subscription returns the current version of a subscription for its
+// worker: from the lifecycle index when it is there, so that delivering a
+// lifecycle notification reads nothing from the store, else from the store
+// (Observation subscriptions, and any not indexed).
+func (e *Engine) subscription(ctx context.Context, id string) (storage.Subscription, error) {
+	if s, ok := e.index.get(id); ok {
+		return s, nil
+	}
+	return e.store.GetSubscription(ctx, id)
+}
+
 // Stats returns the subscription's delivery statistics and the number of
 // notifications waiting for delivery (outbox and in-memory queue).
 func (e *Engine) Stats(ctx context.Context, id string) (storage.DeliveryStats, int, error) {
 	if _, err := e.store.GetSubscription(ctx, id); err != nil {
 		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
+	}
+	// Drops not yet in the store are added from memory; dc.write keeps
+	// them from moving to the store in between (see dropCount).
+	e.mu.Lock()
+	dc := e.drops[id]
+	e.mu.Unlock()
+	if dc != nil {
+		dc.write.Lock()
+		defer dc.write.Unlock()
 	}
 	st, err := e.store.GetDeliveryStats(ctx, id)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -356,6 +433,12 @@ func (e *Engine) Stats(ctx context.Context, id string) (storage.DeliveryStats, i
 	e.mu.Lock()
 	if w := e.workers[id]; w != nil {
 		n += len(w.mem)
+	}
+	if dc != nil {
+		st.Dropped += dc.pending.Dropped
+		if dc.pending.LastError != "" {
+			st.LastError = dc.pending.LastError
+		}
 	}
 	e.mu.Unlock()
 	return st, n, nil

@@ -26,7 +26,7 @@ const waitFor = 10 * time.Second
 
 var t0 = time.Date(2026, 11, 22, 4, 5, 6, 123e6, time.UTC)
 
-func openStore(t *testing.T, dir string) *sqlite.Store {
+func openStore(t testing.TB, dir string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), dir, sqlite.Options{})
 	if err != nil {
@@ -36,7 +36,7 @@ func openStore(t *testing.T, dir string) *sqlite.Store {
 }
 
 // newStore opens a real sqlite store in a temporary directory.
-func newStore(t *testing.T) *sqlite.Store {
+func newStore(t testing.TB) *sqlite.Store {
 	t.Helper()
 	s := openStore(t, t.TempDir())
 	t.Cleanup(func() { s.Close() })
@@ -202,7 +202,7 @@ type receiver struct {
 	n                      int
 }
 
-func newReceiver(t *testing.T, status func(n int, r *http.Request) int) *receiver {
+func newReceiver(t testing.TB, status func(n int, r *http.Request) int) *receiver {
 	t.Helper()
 	rc := &receiver{arrived: make(chan request, 1000), all: make(chan request, 1000), accepted: make(chan request, 1000)}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

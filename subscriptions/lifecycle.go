@@ -34,33 +34,40 @@ func (e *Engine) ClientExpired(ctx context.Context, reg lwm2m.Registration) {
 }
 
 // lifecycle queues a notification of typ for the organisation-level
-// subscriptions of the client's organisation and the client's own.
+// subscriptions of the client's organisation and the client's own. It finds
+// them in the index: an event nobody subscribed to touches neither the store
+// nor the engine's lock, and one that matches writes to the store only to
+// make DeletionPolicy 1 notifications durable.
 func (e *Engine) lifecycle(ctx context.Context, reg lwm2m.Registration, typ string) {
+	orgLevel, clientLevel := e.index.match(reg.Organisation, reg.ID, typ)
+	if len(orgLevel) == 0 && len(clientLevel) == 0 {
+		return
+	}
 	if !e.enter() {
 		return
 	}
 	defer e.wg.Done()
-	var subs []storage.Subscription
-	for _, client := range []string{"-", reg.ID} {
-		s, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{OrganisationID: reg.Organisation, ClientID: client, Type: typ})
-		if err != nil {
-			e.log.Error("subscriptions: listing subscriptions", "event", typ, "client", reg.ID, "error", err)
-			continue
-		}
-		subs = append(subs, s...)
-	}
 	at := e.now()
 	var ds []delivery
-	for _, s := range subs {
-		if !appliesTo(s, reg) {
-			continue
-		}
+	add := func(s storage.Subscription) {
 		body, err := lifecycleItem(s, reg, typ, at)
 		if err != nil {
 			e.log.Error("subscriptions: encoding a notification", "subscription", s.ID, "error", err)
-			continue
+			return
 		}
 		ds = append(ds, delivery{sub: s, body: body})
+	}
+	for _, s := range orgLevel {
+		if appliesTo(s, reg) {
+			add(s)
+		}
+	}
+	for _, s := range clientLevel {
+		// Client-level subscriptions are indexed by client ID alone; the
+		// organisation must match as well.
+		if s.OrganisationID == reg.Organisation && appliesTo(s, reg) {
+			add(s)
+		}
 	}
 	e.dispatch(ctx, ds)
 }

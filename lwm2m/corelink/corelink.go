@@ -194,10 +194,10 @@ func isKeyChar(c byte) bool {
 	return strings.IndexByte("!#$&+-.^_`|~*", c) >= 0
 }
 
-// isTokenChar reports whether c may appear in an unquoted value. This is
-// wider than RFC 6690's ptoken (which excludes e.g. ',' and ';' and space
-// anyway): anything that is not a separator, quote, backslash, space or
-// control character is accepted, to cope with sloppy devices.
+// isTokenChar reports whether c may appear in an unquoted value. It is
+// wider than RFC 6690's ptoken (any printable or non-ASCII byte except the
+// separators, quote and backslash) because devices leave values unquoted
+// that ptoken would not allow; Format quotes exactly the complement.
 func isTokenChar(c byte) bool {
 	return c > 0x20 && c != 0x7f && c != ';' && c != ',' && c != '"' && c != '\\'
 }

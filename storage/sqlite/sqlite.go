@@ -16,6 +16,12 @@
 // separate pool of query-only connections, which in WAL mode never block
 // the writer nor are blocked by it.
 //
+// The writes made per device or per notification (PutRegistration,
+// DeleteRegistration, Enqueue, Ack) are group committed: concurrent calls
+// are queued and committed together in one transaction by a writer
+// goroutine (see batch.go), each call still getting its own result. The
+// statements run often are prepared once at Open (see stmts.go).
+//
 // # Durability
 //
 // Every method that changes data returns only after its transaction has
@@ -43,6 +49,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -71,10 +78,22 @@ type Options struct {
 
 // Store is a storage.Store backed by SQLite. It is safe for concurrent use.
 type Store struct {
-	w    *sql.DB // single connection, all writes
-	r    *sql.DB // query-only connections, all plain reads
-	log  *slog.Logger
-	path string
+	w     *sql.DB // single connection, all writes
+	r     *sql.DB // query-only connections, all plain reads
+	stmts [numStmts]*sql.Stmt
+	log   *slog.Logger
+	path  string
+
+	// Group commit (batch.go).
+	writes     chan *writeReq
+	closing    chan struct{} // closed by Close
+	writerDone chan struct{} // closed when the writer goroutine has stopped
+	// writerStarted is set by Open before it returns the Store, so that a
+	// Close after a failed Open does not wait for a writer that never ran.
+	writerStarted bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -107,7 +126,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	bt := fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 
-	s := &Store{log: log, path: path}
+	s := &Store{
+		log:        log,
+		path:       path,
+		writes:     make(chan *writeReq, maxBatch),
+		closing:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
 	s.w, err = sql.Open("sqlite", path+"?"+bt+"&_pragma=journal_mode(WAL)&_pragma=synchronous("+syncMode+")&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -132,6 +157,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.writerStarted = true
+	go s.writeLoop()
 	return s, nil
 }
 
@@ -156,25 +183,37 @@ func (s *Store) init(ctx context.Context, sync string) error {
 	if err := s.r.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
 	s.log.Info("sqlite: opened", "path", s.path, "synchronous", sync, "journal_mode", mode, "schema", to)
 	return nil
 }
 
-// Close closes the database. Pending outbox entries and everything else
-// committed stay in the file.
+// Close closes the database. Writes queued before Close are still run;
+// later ones fail. Pending outbox entries and everything else committed
+// stay in the file. Close may be called more than once.
 func (s *Store) Close() error {
-	var err error
-	if s.r != nil {
-		err = s.r.Close()
-	}
-	if s.w != nil {
-		// Closing the last connection checkpoints the WAL into the database file.
-		err = errors.Join(err, s.w.Close())
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite: close: %w", err)
-	}
-	return nil
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		if s.writerStarted {
+			<-s.writerDone
+		} else {
+			close(s.writerDone)
+		}
+		err := s.closeStmts()
+		if s.r != nil {
+			err = errors.Join(err, s.r.Close())
+		}
+		if s.w != nil {
+			// Closing the last connection checkpoints the WAL into the database file.
+			err = errors.Join(err, s.w.Close())
+		}
+		if err != nil {
+			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
+		}
+	})
+	return s.closeErr
 }
 
 // wrap prefixes err with the operation and maps driver errors onto the
@@ -186,33 +225,50 @@ func wrap(op string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-			return fmt.Errorf("sqlite: %s: %w: %w", op, storage.ErrConflict, err)
-		}
+	if isConflict(err) {
+		return fmt.Errorf("sqlite: %s: %w: %w", op, storage.ErrConflict, err)
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
-// notFound is the error for an update or delete that matched no row.
-func notFound(op string) error {
-	return fmt.Errorf("sqlite: %s: %w", op, storage.ErrNotFound)
+// isConflict reports whether err is a primary key or unique violation.
+func isConflict(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return true
+	}
+	return false
+}
+
+// isConstraint reports whether err is a constraint violation of any kind.
+// SQLite undoes only the violating statement, and the transaction around
+// it stays usable.
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // execOne runs a write statement that must affect a row; none is ErrNotFound.
 func (s *Store) execOne(ctx context.Context, op, query string, args ...any) error {
-	res, err := s.w.ExecContext(ctx, query, args...)
+	return wrap(op, oneRow(s.w.ExecContext(ctx, query, args...)))
+}
+
+// oneRow checks the result of a write that must affect a row: none is
+// sql.ErrNoRows, which wrap turns into ErrNotFound.
+func oneRow(res sql.Result, err error) error {
 	if err != nil {
-		return wrap(op, err)
+		return err
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return wrap(op, err)
+		return err
 	}
 	if n == 0 {
-		return notFound(op)
+		return sql.ErrNoRows
 	}
 	return nil
 }
@@ -270,12 +326,10 @@ func decode[T any](doc string) (T, error) {
 	return v, err
 }
 
-// queryDocs runs a query on the read pool whose only column is a JSON
-// document and decodes every row.
-func queryDocs[T any](ctx context.Context, db interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]T, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
+// scanDocs decodes every row of a query whose only column is a JSON
+// document; it takes the query's results as they are, so that it serves
+// plain and prepared queries alike.
+func scanDocs[T any](rows *sql.Rows, err error) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -295,10 +349,11 @@ func queryDocs[T any](ctx context.Context, db interface {
 	return out, rows.Err()
 }
 
-// getDoc reads one JSON document on the read pool; no row is ErrNotFound.
-func getDoc[T any](ctx context.Context, s *Store, op, query string, args ...any) (T, error) {
+// getDoc reads one JSON document with a prepared read statement; no row
+// is ErrNotFound.
+func getDoc[T any](ctx context.Context, st *sql.Stmt, op string, args ...any) (T, error) {
 	var doc string
-	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&doc); err != nil {
+	if err := st.QueryRowContext(ctx, args...).Scan(&doc); err != nil {
 		var zero T
 		return zero, wrap(op, err)
 	}
@@ -322,13 +377,12 @@ func (s *Store) CreateOrganisation(ctx context.Context, o storage.Organisation) 
 
 // GetOrganisation returns the organisation with the ID.
 func (s *Store) GetOrganisation(ctx context.Context, id string) (storage.Organisation, error) {
-	return getDoc[storage.Organisation](ctx, s, fmt.Sprintf("get organisation %q", id),
-		`SELECT doc FROM organisations WHERE id = ?`, id)
+	return getDoc[storage.Organisation](ctx, s.stmt(stGetOrganisation), fmt.Sprintf("get organisation %q", id), id)
 }
 
 // ListOrganisations returns all organisations ordered by CreatedAt.
 func (s *Store) ListOrganisations(ctx context.Context) ([]storage.Organisation, error) {
-	out, err := queryDocs[storage.Organisation](ctx, s.r, `SELECT doc FROM organisations ORDER BY created_at, id`)
+	out, err := scanDocs[storage.Organisation](s.r.QueryContext(ctx, `SELECT doc FROM organisations ORDER BY created_at, id`))
 	return out, wrap("list organisations", err)
 }
 
@@ -348,14 +402,13 @@ func (s *Store) CreateAccessKey(ctx context.Context, k storage.AccessKey) error 
 
 // GetAccessKey returns the access key.
 func (s *Store) GetAccessKey(ctx context.Context, key string) (storage.AccessKey, error) {
-	return getDoc[storage.AccessKey](ctx, s, fmt.Sprintf("get access key %q", key),
-		`SELECT doc FROM access_keys WHERE key = ?`, key)
+	return getDoc[storage.AccessKey](ctx, s.stmt(stGetAccessKey), fmt.Sprintf("get access key %q", key), key)
 }
 
 // ListAccessKeys returns an organisation's keys ordered by CreatedAt.
 func (s *Store) ListAccessKeys(ctx context.Context, organisationID string) ([]storage.AccessKey, error) {
-	out, err := queryDocs[storage.AccessKey](ctx, s.r,
-		`SELECT doc FROM access_keys WHERE organisation_id = ? ORDER BY created_at, key`, organisationID)
+	out, err := scanDocs[storage.AccessKey](s.r.QueryContext(ctx,
+		`SELECT doc FROM access_keys WHERE organisation_id = ? ORDER BY created_at, key`, organisationID))
 	return out, wrap(fmt.Sprintf("list access keys of %q", organisationID), err)
 }
 
@@ -401,7 +454,7 @@ func (s *Store) PutRefreshToken(ctx context.Context, t storage.RefreshToken) err
 	if err != nil {
 		return wrap(op, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, key, doc) VALUES (?, ?, ?)`, t.Hash, t.Key, doc)
+	_, err = s.stmt(stPutRefreshToken).ExecContext(ctx, t.Hash, t.Key, doc)
 	return wrap(op, err)
 }
 
@@ -410,7 +463,7 @@ func (s *Store) PutRefreshToken(ctx context.Context, t storage.RefreshToken) err
 func (s *Store) TakeRefreshToken(ctx context.Context, hash string) (storage.RefreshToken, error) {
 	op := "take refresh token"
 	var doc string
-	if err := s.w.QueryRowContext(ctx, `DELETE FROM refresh_tokens WHERE hash = ? RETURNING doc`, hash).Scan(&doc); err != nil {
+	if err := s.stmt(stTakeRefreshToken).QueryRowContext(ctx, hash).Scan(&doc); err != nil {
 		return storage.RefreshToken{}, wrap(op, err)
 	}
 	t, err := decode[storage.RefreshToken](doc)
@@ -420,30 +473,44 @@ func (s *Store) TakeRefreshToken(ctx context.Context, hash string) (storage.Refr
 // Registrations.
 
 // PutRegistration inserts or replaces the registration with r.ID. Another
-// registration of the same organisation and endpoint is ErrConflict.
+// registration of the same organisation and endpoint is ErrConflict. It is
+// group committed (see batch.go).
 func (s *Store) PutRegistration(ctx context.Context, r lwm2m.Registration) error {
 	op := fmt.Sprintf("put registration %q", r.ID)
-	doc, err := encode(r)
+	run, err := putRegistration(r)
 	if err != nil {
 		return wrap(op, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO registrations (id, organisation, endpoint, expires_at, doc) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET organisation = excluded.organisation, endpoint = excluded.endpoint,
-			expires_at = excluded.expires_at, doc = excluded.doc`,
-		r.ID, r.Organisation, r.Endpoint, nanos(r.ExpiresAt), doc)
-	return wrap(op, err)
+	return s.write(ctx, op, run)
+}
+
+// putRegistration returns the batched write of PutRegistration. The
+// document is encoded here, in the caller's goroutine, so that encoding
+// runs in parallel and the writer goroutine only runs SQL.
+func putRegistration(r lwm2m.Registration) (func(tx *batchTx) error, error) {
+	doc, err := encode(r)
+	if err != nil {
+		return nil, err
+	}
+	expires := nanos(r.ExpiresAt)
+	return func(tx *batchTx) error {
+		_, err := tx.stmt(stPutRegistration).Exec(r.ID, r.Organisation, r.Endpoint, expires, doc)
+		if isConstraint(err) {
+			return &itemError{err}
+		}
+		return err
+	}, nil
 }
 
 // GetRegistration returns the registration with the ID.
 func (s *Store) GetRegistration(ctx context.Context, id string) (lwm2m.Registration, error) {
-	return getDoc[lwm2m.Registration](ctx, s, fmt.Sprintf("get registration %q", id),
-		`SELECT doc FROM registrations WHERE id = ?`, id)
+	return getDoc[lwm2m.Registration](ctx, s.stmt(stGetRegistration), fmt.Sprintf("get registration %q", id), id)
 }
 
 // GetRegistrationByEndpoint returns the organisation's registration of the endpoint.
 func (s *Store) GetRegistrationByEndpoint(ctx context.Context, organisation, endpoint string) (lwm2m.Registration, error) {
-	return getDoc[lwm2m.Registration](ctx, s, fmt.Sprintf("get registration of endpoint %q in %q", endpoint, organisation),
-		`SELECT doc FROM registrations WHERE organisation = ? AND endpoint = ?`, organisation, endpoint)
+	return getDoc[lwm2m.Registration](ctx, s.stmt(stGetRegistrationByEndpoint),
+		fmt.Sprintf("get registration of endpoint %q in %q", endpoint, organisation), organisation, endpoint)
 }
 
 // ListRegistrations returns one page ordered by endpoint name, and the
@@ -489,9 +556,9 @@ func (s *Store) ListRegistrations(ctx context.Context, f storage.RegistrationFil
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM registrations"+cond, args...).Scan(&total); err != nil {
 		return nil, 0, wrap(op, err)
 	}
-	page, err := queryDocs[lwm2m.Registration](ctx, tx,
+	page, err := scanDocs[lwm2m.Registration](tx.QueryContext(ctx,
 		"SELECT doc FROM registrations"+cond+" ORDER BY endpoint, organisation, id LIMIT ? OFFSET ?",
-		append(args, limit, offset)...)
+		append(args, limit, offset)...))
 	if err != nil {
 		return nil, 0, wrap(op, err)
 	}
@@ -501,14 +568,25 @@ func (s *Store) ListRegistrations(ctx context.Context, f storage.RegistrationFil
 // ExpiredRegistrations returns registrations whose ExpiresAt is at or
 // before now, earliest expiry first.
 func (s *Store) ExpiredRegistrations(ctx context.Context, now time.Time) ([]lwm2m.Registration, error) {
-	out, err := queryDocs[lwm2m.Registration](ctx, s.r,
-		`SELECT doc FROM registrations WHERE expires_at <= ? ORDER BY expires_at, id`, nanos(now))
+	out, err := scanDocs[lwm2m.Registration](s.stmt(stExpiredRegistrations).QueryContext(ctx, nanos(now)))
 	return out, wrap("expired registrations", err)
 }
 
-// DeleteRegistration deletes the registration with the ID.
+// DeleteRegistration deletes the registration with the ID. It is group
+// committed (see batch.go).
 func (s *Store) DeleteRegistration(ctx context.Context, id string) error {
-	return s.execOne(ctx, fmt.Sprintf("delete registration %q", id), `DELETE FROM registrations WHERE id = ?`, id)
+	return s.write(ctx, fmt.Sprintf("delete registration %q", id), deleteRegistration(id))
+}
+
+// deleteRegistration returns the batched write of DeleteRegistration.
+func deleteRegistration(id string) func(tx *batchTx) error {
+	return func(tx *batchTx) error {
+		err := oneRow(tx.stmt(stDeleteRegistration).Exec(id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return &itemError{err} // nothing changed
+		}
+		return err
+	}
 }
 
 // Object definitions.
@@ -577,8 +655,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub storage.Subscription
 
 // GetSubscription returns the subscription with the ID.
 func (s *Store) GetSubscription(ctx context.Context, id string) (storage.Subscription, error) {
-	return getDoc[storage.Subscription](ctx, s, fmt.Sprintf("get subscription %q", id),
-		`SELECT doc FROM subscriptions WHERE id = ?`, id)
+	return getDoc[storage.Subscription](ctx, s.stmt(stGetSubscription), fmt.Sprintf("get subscription %q", id), id)
 }
 
 // UpdateSubscription replaces an existing subscription, keeping its statistics.
@@ -617,7 +694,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, f storage.SubscriptionFil
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	out, err := queryDocs[storage.Subscription](ctx, s.r, q+" ORDER BY created_at, id", args...)
+	out, err := scanDocs[storage.Subscription](s.r.QueryContext(ctx, q+" ORDER BY created_at, id", args...))
 	return out, wrap("list subscriptions", err)
 }
 
@@ -643,12 +720,9 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 // sets LastError / LastSuccess when non-zero in d. A missing subscription
 // is ErrNotFound, so that a delivery finishing after a delete leaves nothing behind.
 func (s *Store) AddDeliveryStats(ctx context.Context, subscriptionID string, d storage.DeliveryStats) error {
-	return s.execOne(ctx, fmt.Sprintf("add delivery stats of %q", subscriptionID), `UPDATE subscriptions SET
-			delivered = delivered + ?, dropped = dropped + ?,
-			last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
-			last_success = CASE WHEN ? = '' THEN last_success ELSE ? END
-		WHERE id = ?`,
-		d.Delivered, d.Dropped, d.LastError, d.LastError, textTime(d.LastSuccess), textTime(d.LastSuccess), subscriptionID)
+	ls := textTime(d.LastSuccess)
+	return wrap(fmt.Sprintf("add delivery stats of %q", subscriptionID), oneRow(s.stmt(stAddDeliveryStats).ExecContext(ctx,
+		d.Delivered, d.Dropped, d.LastError, d.LastError, ls, ls, subscriptionID)))
 }
 
 // GetDeliveryStats returns the subscription's stats (zero when nothing was
@@ -657,8 +731,7 @@ func (s *Store) GetDeliveryStats(ctx context.Context, subscriptionID string) (st
 	op := fmt.Sprintf("get delivery stats of %q", subscriptionID)
 	var d storage.DeliveryStats
 	var ls string
-	err := s.r.QueryRowContext(ctx, `SELECT delivered, dropped, last_error, last_success FROM subscriptions WHERE id = ?`,
-		subscriptionID).Scan(&d.Delivered, &d.Dropped, &d.LastError, &ls)
+	err := s.stmt(stGetDeliveryStats).QueryRowContext(ctx, subscriptionID).Scan(&d.Delivered, &d.Dropped, &d.LastError, &ls)
 	if err != nil {
 		return d, wrap(op, err)
 	}
@@ -671,33 +744,14 @@ func (s *Store) GetDeliveryStats(ctx context.Context, subscriptionID string) (st
 // Enqueue appends notifications to the outbox in one transaction and sets
 // each n[i].Seq to the sequence number it got. Seq values are never reused,
 // even after the entries with the highest numbers have been acknowledged.
+// It is group committed (see batch.go); the entries of one call stay
+// together and in order.
 func (s *Store) Enqueue(ctx context.Context, n []storage.Notification) error {
 	if len(n) == 0 {
 		return nil
 	}
-	seqs := make([]int64, len(n))
-	err := s.inTxOp(ctx, "enqueue", func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO outbox (subscription_id, delivery_id, created_at, body) VALUES (?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for i, x := range n {
-			body := x.Body
-			if body == nil {
-				body = []byte{}
-			}
-			res, err := st.ExecContext(ctx, x.SubscriptionID, x.DeliveryID, textTime(x.CreatedAt), body)
-			if err != nil {
-				return err
-			}
-			if seqs[i], err = res.LastInsertId(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	run, seqs := enqueue(n)
+	if err := s.write(ctx, "enqueue", run); err != nil {
 		return err
 	}
 	// Only once committed, so that a failed Enqueue leaves n untouched.
@@ -707,6 +761,32 @@ func (s *Store) Enqueue(ctx context.Context, n []storage.Notification) error {
 	return nil
 }
 
+// enqueue returns the batched write of Enqueue, and the slice it fills
+// with the Seq of each entry.
+func enqueue(n []storage.Notification) (func(tx *batchTx) error, []int64) {
+	seqs := make([]int64, len(n))
+	return func(tx *batchTx) error {
+		// Every error here fails the whole batch: the entries of one call
+		// must not be committed in part, and the writer then runs each
+		// call in a transaction of its own.
+		st := tx.stmt(stEnqueue)
+		for i, x := range n {
+			body := x.Body
+			if body == nil {
+				body = []byte{}
+			}
+			res, err := st.Exec(x.SubscriptionID, x.DeliveryID, textTime(x.CreatedAt), body)
+			if err != nil {
+				return err
+			}
+			if seqs[i], err = res.LastInsertId(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, seqs
+}
+
 // Pending returns up to limit outbox entries of a subscription in Seq
 // order; limit <= 0 means all.
 func (s *Store) Pending(ctx context.Context, subscriptionID string, limit int) ([]storage.Notification, error) {
@@ -714,8 +794,7 @@ func (s *Store) Pending(ctx context.Context, subscriptionID string, limit int) (
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, delivery_id, created_at, body FROM outbox
-		WHERE subscription_id = ? ORDER BY seq LIMIT ?`, subscriptionID, limit)
+	rows, err := s.stmt(stPending).QueryContext(ctx, subscriptionID, limit)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -738,7 +817,7 @@ func (s *Store) Pending(ctx context.Context, subscriptionID string, limit int) (
 // PendingCount counts a subscription's outbox entries.
 func (s *Store) PendingCount(ctx context.Context, subscriptionID string) (int, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE subscription_id = ?`, subscriptionID).Scan(&n)
+	err := s.stmt(stPendingCount).QueryRowContext(ctx, subscriptionID).Scan(&n)
 	return n, wrap(fmt.Sprintf("pending count of %q", subscriptionID), err)
 }
 
@@ -764,9 +843,12 @@ func (s *Store) SubscriptionsWithPending(ctx context.Context) ([]string, error) 
 
 // Ack removes a subscription's outbox entries with Seq <= upTo. Acking
 // nothing is not an error, so that a repeated Ack after a retry is harmless.
+// It is group committed (see batch.go).
 func (s *Store) Ack(ctx context.Context, subscriptionID string, upTo int64) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM outbox WHERE subscription_id = ? AND seq <= ?`, subscriptionID, upTo)
-	return wrap(fmt.Sprintf("ack %q up to %d", subscriptionID, upTo), err)
+	return s.write(ctx, fmt.Sprintf("ack %q up to %d", subscriptionID, upTo), func(tx *batchTx) error {
+		_, err := tx.stmt(stAck).Exec(subscriptionID, upTo)
+		return err
+	})
 }
 
 // Observations.
@@ -777,15 +859,14 @@ func (s *Store) PutObservation(ctx context.Context, o storage.Observation) error
 	if tok == nil {
 		tok = []byte{}
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO observations (client_id, path, token) VALUES (?, ?, ?)
-		ON CONFLICT (client_id, path) DO UPDATE SET token = excluded.token`, o.ClientID, o.Path, tok)
+	_, err := s.stmt(stPutObservation).ExecContext(ctx, o.ClientID, o.Path, tok)
 	return wrap(fmt.Sprintf("put observation %s of %q", o.Path, o.ClientID), err)
 }
 
 // ListObservations returns a client's observations ordered by path.
 func (s *Store) ListObservations(ctx context.Context, clientID string) ([]storage.Observation, error) {
 	op := fmt.Sprintf("list observations of %q", clientID)
-	rows, err := s.r.QueryContext(ctx, `SELECT path, token FROM observations WHERE client_id = ? ORDER BY path`, clientID)
+	rows, err := s.stmt(stListObservations).QueryContext(ctx, clientID)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -803,6 +884,6 @@ func (s *Store) ListObservations(ctx context.Context, clientID string) ([]storag
 
 // DeleteObservation deletes the observation of path on the client.
 func (s *Store) DeleteObservation(ctx context.Context, clientID, path string) error {
-	return s.execOne(ctx, fmt.Sprintf("delete observation %s of %q", path, clientID),
-		`DELETE FROM observations WHERE client_id = ? AND path = ?`, clientID, path)
+	return wrap(fmt.Sprintf("delete observation %s of %q", path, clientID),
+		oneRow(s.stmt(stDeleteObservation).ExecContext(ctx, clientID, path)))
 }

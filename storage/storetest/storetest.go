@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DeleteSubscriptionDeletesOutboxAndStats", testDeleteSubscriptionDeletesOutboxAndStats},
 		{"Observations", testObservations},
 		{"ConcurrentWrites", testConcurrentWrites},
+		{"ConcurrentRegistrationOutcomes", testConcurrentRegistrationOutcomes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1096,5 +1097,76 @@ func testConcurrentWrites(t *testing.T, s storage.Store) {
 				t.Errorf("Pending(%s)[%d] = %s seq %d, want %s in Seq order", sub, i, n.DeliveryID, n.Seq, want)
 			}
 		}
+	}
+}
+
+// testConcurrentRegistrationOutcomes checks that concurrent registration
+// writes each get their own outcome, however an implementation groups
+// them. Two IDs for the same endpoint race: exactly one is stored, and
+// the other gets ErrConflict. Deletes of existing registrations succeed,
+// and deletes of missing ones get ErrNotFound. No failure affects the
+// calls made at the same time.
+func testConcurrentRegistrationOutcomes(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	const n = 40
+	for i := range n {
+		must(t, s.PutRegistration(ctx, registration(fmt.Sprintf("old-%02d", i), "org-b", fmt.Sprintf("dev-%02d", i), t0())), "PutRegistration(old-%02d)", i)
+	}
+	var (
+		mu      sync.Mutex
+		results = map[string]error{}
+		wg      sync.WaitGroup
+	)
+	start := make(chan struct{}) // released at once, so that the calls overlap
+	call := func(key string, f func() error) {
+		wg.Go(func() {
+			<-start
+			err := f()
+			mu.Lock()
+			results[key] = err
+			mu.Unlock()
+		})
+	}
+	for i := range n {
+		endpoint := fmt.Sprintf("dev-%02d", i)
+		for _, id := range []string{fmt.Sprintf("a-%02d", i), fmt.Sprintf("b-%02d", i)} {
+			call("put "+id, func() error { return s.PutRegistration(ctx, registration(id, "org-a", endpoint, t0())) })
+		}
+		old, missing := fmt.Sprintf("old-%02d", i), fmt.Sprintf("missing-%02d", i)
+		call("delete "+old, func() error { return s.DeleteRegistration(ctx, old) })
+		call("delete "+missing, func() error { return s.DeleteRegistration(ctx, missing) })
+	}
+	close(start)
+	wg.Wait()
+
+	for i := range n {
+		a, b := fmt.Sprintf("a-%02d", i), fmt.Sprintf("b-%02d", i)
+		errA, errB := results["put "+a], results["put "+b]
+		stored := a
+		switch {
+		case errA == nil && errors.Is(errB, storage.ErrConflict):
+		case errB == nil && errors.Is(errA, storage.ErrConflict):
+			stored = b
+		default:
+			t.Errorf("racing puts of dev-%02d: %s got %v, %s got %v; want one nil and one ErrConflict", i, a, errA, b, errB)
+			continue
+		}
+		got, err := s.GetRegistrationByEndpoint(ctx, "org-a", fmt.Sprintf("dev-%02d", i))
+		must(t, err, "GetRegistrationByEndpoint(dev-%02d)", i)
+		if got.ID != stored {
+			t.Errorf("dev-%02d is stored as %s, but the put that succeeded was %s", i, got.ID, stored)
+		}
+		old := fmt.Sprintf("old-%02d", i)
+		if err := results["delete "+old]; err != nil {
+			t.Errorf("DeleteRegistration(%s): %v", old, err)
+		}
+		_, err = s.GetRegistration(ctx, old)
+		wantErr(t, err, storage.ErrNotFound, "GetRegistration(%s) after its delete", old)
+		wantErr(t, results[fmt.Sprintf("delete missing-%02d", i)], storage.ErrNotFound, "DeleteRegistration(missing-%02d)", i)
+	}
+	_, total, err := s.ListRegistrations(ctx, storage.RegistrationFilter{}, 0, 1)
+	must(t, err, "ListRegistrations")
+	if total != n {
+		t.Errorf("%d registrations stored, want %d", total, n)
 	}
 }

@@ -1,0 +1,249 @@
+package server_test
+
+import (
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const subType = "application/vnd.oma.lwm2m.subscription+json"
+
+func TestSubscriptions(t *testing.T) {
+	e := newEnv(t)
+	e.register(t, adminOrg, "c-01", "ep-01", true)
+	e.register(t, adminOrg, "c-02", "ep-02", true)
+	other := e.other(t)
+	e.register(t, otherOrg, "c-other", "ep-other", true)
+	hook := "http://127.0.0.1:9/hook"
+	inst := "/clients/c-01/objecttypes/3303/instances/0"
+
+	create := func(t *testing.T, token, path, body string) string {
+		t.Helper()
+		r := e.do(t, token, http.MethodPost, path, subType, body)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("POST %s: %d %s", path, r.Status, r.Raw)
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "application/vnd.imgtec.resourcecreated+json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		id, _ := r.Body["ID"].(string)
+		self := e.URL + "/subscriptions/" + id
+		if id == "" || link(t, r.Body, "self") != self || r.Header.Get("Location") != self {
+			t.Errorf("created %s, Location %q", r.Raw, r.Header.Get("Location"))
+		}
+		return self
+	}
+
+	var orgSub, clientSub, obsSub string
+	t.Run("create at every level", func(t *testing.T) {
+		orgSub = create(t, e.admin, "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"`+hook+`","Secret":"s3cret","DeletionPolicy":1}`)
+		clientSub = create(t, e.admin, "/clients/c-01/subscriptions", `{"SubscriptionType":"ClientUpdated","Url":"`+hook+`"}`)
+		obsSub = create(t, e.admin, inst+"/subscriptions",
+			`{"SubscriptionType":"Observation","Url":"`+hook+`","Property":"SensorValue","Attributes":{"Pmin":"5","Pmax":60,"Step":0.5},"Secret":"k"}`)
+		calls := e.dev.take()
+		var ops []string
+		for _, c := range calls {
+			if c.Client != "c-01" || c.Path != "/3303/0/5700" {
+				t.Errorf("device call %v", c)
+			}
+			ops = append(ops, c.Op)
+		}
+		if strings.Join(ops, ",") != "writeattributes,observe" || calls[0].Args != "pmin=5&pmax=60&st=0.5" {
+			t.Errorf("device calls %v, want Write-Attributes pmin=5&pmax=60&st=0.5 then Observe", calls)
+		}
+		create(t, e.admin, inst+"/subscriptions", `{"SubscriptionType":"Observation","Url":"`+hook+`"}`)
+		if calls := e.dev.take(); len(calls) != 1 || calls[0].Op != "observe" || calls[0].Path != "/3303/0" {
+			t.Errorf("instance observation device calls %v", calls)
+		}
+	})
+
+	t.Run("representations", func(t *testing.T) {
+		tests := []struct {
+			href  string
+			want  map[string]any
+			links []string
+		}{
+			{orgSub, map[string]any{"SubscriptionType": "ClientConnected", "Url": hook, "DeletionPolicy": 1.0}, []string{"self", "update", "remove"}},
+			{clientSub, map[string]any{"SubscriptionType": "ClientUpdated", "Url": hook, "DeletionPolicy": 0.0}, []string{"self", "update", "remove", "client"}},
+			{obsSub, map[string]any{"SubscriptionType": "Observation", "Property": "SensorValue",
+				"Attributes": map[string]any{"Pmin": 5.0, "Pmax": 60.0, "Step": 0.5}}, []string{"self", "update", "remove", "client", "object"}},
+		}
+		for _, tt := range tests {
+			r := e.do(t, e.admin, http.MethodGet, tt.href, "", "")
+			if r.Status != http.StatusOK || r.Header.Get("Content-Type") != subType {
+				t.Fatalf("GET %s: %d %q", tt.href, r.Status, r.Header.Get("Content-Type"))
+			}
+			for k, v := range tt.want {
+				if !reflect.DeepEqual(r.Body[k], v) {
+					t.Errorf("%s: %s = %v, want %v", tt.href, k, r.Body[k], v)
+				}
+			}
+			if got := rels(r.Body); !reflect.DeepEqual(got, tt.links) {
+				t.Errorf("%s: links %v, want %v", tt.href, got, tt.links)
+			}
+			if strings.Contains(string(r.Raw), "s3cret") || strings.Contains(strings.ToLower(string(r.Raw)), `"secret"`) {
+				t.Errorf("%s: the secret is shown: %s", tt.href, r.Raw)
+			}
+			if _, ok := r.Body["Delivery"].(map[string]any); !ok {
+				t.Errorf("%s: no Delivery state: %s", tt.href, r.Raw)
+			}
+		}
+		if h := link(t, e.get(t, e.admin, obsSub), "object"); h != e.URL+inst {
+			t.Errorf("object link %q", h)
+		}
+	})
+
+	t.Run("lists", func(t *testing.T) {
+		tests := []struct {
+			token, path string
+			total       float64
+		}{
+			{e.admin, "/subscriptions", 4},
+			{e.admin, "/clients/c-01/subscriptions", 3},
+			{e.admin, "/clients/c-02/subscriptions", 0},
+			{e.admin, inst + "/subscriptions", 2},
+			{e.admin, "/clients/c-01/objecttypes/3303/instances/1/subscriptions", 0},
+			{other, "/subscriptions", 0},
+		}
+		for _, tt := range tests {
+			list := e.get(t, tt.token, tt.path)
+			if pageInfo(list)["TotalCount"] != tt.total {
+				t.Errorf("GET %s: TotalCount %v, want %v", tt.path, pageInfo(list)["TotalCount"], tt.total)
+			}
+			if link(t, list, "add") != e.URL+tt.path {
+				t.Errorf("GET %s: add link %v", tt.path, list["Links"])
+			}
+			if strings.Contains(string(mustJSON(list)), "s3cret") {
+				t.Errorf("GET %s shows a secret", tt.path)
+			}
+		}
+	})
+
+	t.Run("other tenants' subscriptions are 404", func(t *testing.T) {
+		for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodPut} {
+			body, ct := "", ""
+			if m == http.MethodPut {
+				body, ct = `{"Url":"http://evil/"}`, subType
+			}
+			if r := e.do(t, other, m, orgSub, ct, body); r.Status != http.StatusNotFound {
+				t.Errorf("%s %s by another tenant: %d", m, orgSub, r.Status)
+			}
+		}
+		if r := e.do(t, other, http.MethodPost, "/clients/c-01/subscriptions", subType, `{"SubscriptionType":"ClientUpdated","Url":"`+hook+`"}`); r.Status != http.StatusNotFound {
+			t.Errorf("subscribe to another tenant's client: %d", r.Status)
+		}
+		if r := e.do(t, other, http.MethodPost, inst+"/subscriptions", subType, `{"SubscriptionType":"Observation","Url":"`+hook+`"}`); r.Status != http.StatusNotFound {
+			t.Errorf("observe another tenant's client: %d", r.Status)
+		}
+		if calls := e.dev.take(); len(calls) != 0 {
+			t.Errorf("device calls %v", calls)
+		}
+	})
+
+	t.Run("invalid subscriptions", func(t *testing.T) {
+		tests := []struct {
+			name, path, body string
+			fields           []string
+		}{
+			{"Pmax < Pmin", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"Pmin":60,"Pmax":5}}`, []string{"Attributes"}},
+			{"negative Pmin", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"Pmin":"-5"}}`, []string{"Attributes.Pmin"}},
+			{"fractional Pmax", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"Pmax":1.5}}`, []string{"Attributes.Pmax"}},
+			{"non-numeric Step", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"Step":"big"}}`, []string{"Attributes.Step"}},
+			{"LessThan above GreaterThan", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"LessThan":50,"GreaterThan":10}}`, []string{"Attributes"}},
+			{"unknown attribute", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Attributes":{"Epmin":1}}`, []string{"Epmin"}},
+			{"no Url", "/subscriptions", `{"SubscriptionType":"ClientConnected"}`, []string{"Url"}},
+			{"relative Url", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"/hook"}`, []string{"Url"}},
+			{"ftp Url", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"ftp://host/hook"}`, []string{"Url"}},
+			{"not a Url", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"http://[::1"}`, []string{"Url"}},
+			{"unknown SubscriptionType", "/subscriptions", `{"SubscriptionType":"Sometimes","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
+			{"no SubscriptionType and no Url", "/subscriptions", `{}`, []string{"SubscriptionType", "Url"}},
+			{"Observation of the organisation", "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
+			{"lifecycle on an instance", inst + "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
+			{"attributes on lifecycle", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Attributes":{"Pmin":1}}`, []string{"Attributes"}},
+			{"Property on the organisation", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Property":"x"}`, []string{"Property"}},
+			{"Property on a client", "/clients/c-01/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Property":"x"}`, []string{"Property"}},
+			{"unknown Property", inst + "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `","Property":"Colour"}`, []string{"Property"}},
+			{"DeletionPolicy 7", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","DeletionPolicy":7}`, []string{"DeletionPolicy"}},
+			{"AcceptContentType html", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","AcceptContentType":"text/html"}`, []string{"AcceptContentType"}},
+			{"unknown field", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Colour":"red"}`, []string{"Colour"}},
+			{"wrong type", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":42}`, []string{"Url"}},
+			{"malformed", "/subscriptions", `{"SubscriptionType":`, nil},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				wantBadRequest(t, e.do(t, e.admin, http.MethodPost, tt.path, subType, tt.body), tt.fields...)
+			})
+		}
+		if calls := e.dev.take(); len(calls) != 0 {
+			t.Errorf("device calls for invalid subscriptions: %v", calls)
+		}
+		if n := pageInfo(e.get(t, e.admin, "/subscriptions"))["TotalCount"]; n != 4.0 {
+			t.Errorf("%v subscriptions after invalid requests, want 4", n)
+		}
+	})
+
+	t.Run("update", func(t *testing.T) {
+		tests := []struct {
+			name, href, body string
+			status           int
+			fields           []string
+		}{
+			{"Url", orgSub, `{"Url":"https://example.com/new"}`, 204, nil},
+			{"Secret", orgSub, `{"Secret":"n3w-secret"}`, 204, nil},
+			{"AcceptContentType and DeletionPolicy", orgSub, `{"AcceptContentType":"application/xml","DeletionPolicy":0}`, 204, nil},
+			{"Attributes", obsSub, `{"Attributes":{"Pmin":10,"Pmax":"120"}}`, 204, nil},
+			{"SubscriptionType", orgSub, `{"SubscriptionType":"ClientUpdated"}`, 400, []string{"SubscriptionType"}},
+			{"Property", obsSub, `{"Property":"MinMeasuredValue"}`, 400, []string{"Property"}},
+			{"ID", orgSub, `{"ID":"other"}`, 400, []string{"ID"}},
+			{"bad Url", orgSub, `{"Url":"nope"}`, 400, []string{"Url"}},
+			{"Pmax < Pmin", obsSub, `{"Attributes":{"Pmin":10,"Pmax":5}}`, 400, []string{"Attributes"}},
+			{"attributes on lifecycle", orgSub, `{"Attributes":{"Pmin":10}}`, 400, []string{"Attributes"}},
+			{"DeletionPolicy 2", orgSub, `{"DeletionPolicy":2}`, 400, []string{"DeletionPolicy"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := e.do(t, e.admin, http.MethodPut, tt.href, subType, tt.body)
+				if tt.status == http.StatusBadRequest {
+					wantBadRequest(t, r, tt.fields...)
+				} else if r.Status != tt.status {
+					t.Fatalf("status %d %s, want %d", r.Status, r.Raw, tt.status)
+				}
+			})
+		}
+		got := e.get(t, e.admin, orgSub)
+		want := map[string]any{"Url": "https://example.com/new", "AcceptContentType": "application/xml", "DeletionPolicy": 0.0, "SubscriptionType": "ClientConnected"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("after updates %s = %v, want %v", k, got[k], v)
+			}
+		}
+		if s := mustJSON(got); strings.Contains(s, "n3w-secret") || strings.Contains(s, "s3cret") {
+			t.Errorf("the secret is shown after an update: %s", s)
+		}
+		if a := e.get(t, e.admin, obsSub)["Attributes"]; !reflect.DeepEqual(a, map[string]any{"Pmin": 10.0, "Pmax": 120.0}) {
+			t.Errorf("attributes after update %v", a)
+		}
+		var wrote bool
+		for _, c := range e.dev.take() {
+			wrote = wrote || (c.Op == "writeattributes" && c.Path == "/3303/0/5700" && strings.Contains(c.Args, "pmin=10"))
+		}
+		if !wrote {
+			t.Error("changed attributes were not written to the device")
+		}
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		for _, href := range []string{orgSub, clientSub, obsSub} {
+			if r := e.do(t, e.admin, http.MethodDelete, href, "", ""); r.Status != http.StatusNoContent {
+				t.Fatalf("DELETE %s: %d %s", href, r.Status, r.Raw)
+			}
+			if r := e.do(t, e.admin, http.MethodGet, href, "", ""); r.Status != http.StatusNotFound {
+				t.Errorf("GET deleted %s: %d", href, r.Status)
+			}
+		}
+		if n := pageInfo(e.get(t, e.admin, "/subscriptions"))["TotalCount"]; n != 1.0 {
+			t.Errorf("%v subscriptions left, want 1", n)
+		}
+	})
+}
