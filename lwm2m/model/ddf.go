@@ -211,7 +211,7 @@ func parseMandatory(s string) (bool, error) {
 	case "optional", "":
 		return false, nil
 	}
-	return false, fmt.Errorf("Mandatory %q is neither Mandatory nor Optional", clean(s))
+	return false, fmt.Errorf("element Mandatory %q is neither Mandatory nor Optional", clean(s))
 }
 
 // parseOperations normalises the operations to one of "", "R", "W", "RW"
@@ -227,11 +227,11 @@ func parseOperations(s string) (string, error) {
 		case 'E':
 			e = true
 		default:
-			return "", fmt.Errorf("Operations %q: unknown operation %q", clean(s), c)
+			return "", fmt.Errorf("element Operations %q: unknown operation %q", clean(s), c)
 		}
 	}
 	if e && (r || w) {
-		return "", fmt.Errorf("Operations %q: executable resources cannot be read or written", clean(s))
+		return "", fmt.Errorf("element Operations %q: executable resources cannot be read or written", clean(s))
 	}
 	switch {
 	case e:

@@ -116,7 +116,7 @@ func (s *Store) writeLoop() {
 		batch = append(batch[:0], first)
 		// Let the callers that the last commit woke, and any others ready
 		// to run, queue their next write before the batch is closed. This
-		// costs nothing when no one else is runnable. With a few busy
+		// costs little when no one else is runnable. With a few busy
 		// callers it turns batches of one into batches of several.
 		runtime.Gosched()
 	fill:
@@ -136,7 +136,7 @@ func (s *Store) writeLoop() {
 // runBatch runs the calls in one transaction and answers each call.
 func (s *Store) runBatch(batch []*writeReq) {
 	// Calls whose callers gave up while queued are answered, not run.
-	live := batch[:0] // filtered in place
+	live := make([]*writeReq, 0, len(batch))
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- err
@@ -178,6 +178,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 	if err := tx.Commit(); err != nil {
 		// Nothing of the batch is committed. Retrying each call on its own
 		// gives every caller the outcome of its own transaction.
+		s.endFailedCommit(ctx)
 		s.runEach(live)
 		return
 	}
@@ -206,6 +207,19 @@ func (s *Store) runEach(reqs []*writeReq) {
 			r.done <- err
 			continue
 		}
-		r.done <- tx.Commit()
+		err = tx.Commit()
+		if err != nil {
+			s.endFailedCommit(ctx)
+		}
+		r.done <- err
 	}
+}
+
+// endFailedCommit rolls back what a failed COMMIT may have left open.
+// SQLite can keep the transaction open after some COMMIT failures, and
+// database/sql would then hand the writer's only connection back still
+// inside it, so that every later BEGIN failed.
+func (s *Store) endFailedCommit(ctx context.Context) {
+	// "no transaction is active" is the usual answer and means all is well.
+	_, _ = s.w.ExecContext(ctx, "ROLLBACK")
 }

@@ -283,7 +283,11 @@ func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		_ = tx.Rollback() // the error of f is the one that matters
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		s.endFailedCommit(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
 }
 
 // nanos encodes t for an indexed INTEGER column: Unix nanoseconds, clamped

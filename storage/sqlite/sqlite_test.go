@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,6 +171,284 @@ func TestContextCancelled(t *testing.T) {
 	if _, err := s.GetRegistration(t.Context(), "r"); err == nil {
 		t.Error("registration written despite the cancelled context")
 	}
+}
+
+// Group commit.
+
+// runInOneBatch runs the writes as one batch of the writer, each with ctx
+// unless cancelled is set for it, and returns each write's error wrapped
+// as its caller would see it.
+func runInOneBatch(t *testing.T, s *Store, writes []batchWrite) []error {
+	t.Helper()
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	reqs := make([]*writeReq, len(writes))
+	for i, w := range writes {
+		ctx := t.Context()
+		if w.cancelled {
+			ctx = cancelled
+		}
+		reqs[i] = &writeReq{ctx: ctx, run: w.run, done: make(chan error, 1)}
+	}
+	s.runBatch(reqs)
+	errs := make([]error, len(writes))
+	for i, r := range reqs {
+		select {
+		case err := <-r.done:
+			errs[i] = wrap(writes[i].name, err)
+		default:
+			t.Fatalf("%s was not answered", writes[i].name)
+		}
+	}
+	return errs
+}
+
+type batchWrite struct {
+	name      string
+	run       func(tx *batchTx) error
+	cancelled bool // the caller gave up while queued
+}
+
+func putReq(t *testing.T, r lwm2m.Registration) func(tx *batchTx) error {
+	t.Helper()
+	run, err := putRegistration(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// TestBatchPerCallOutcomes runs the real writes of several calls as one
+// batch and checks that each call gets its own outcome. A conflict or a
+// missing row fails only that call. The calls take effect in order, and
+// everything that succeeded is committed.
+func TestBatchPerCallOutcomes(t *testing.T) {
+	s := openTest(t, t.TempDir(), "")
+	defer s.Close()
+	ctx := t.Context()
+	reg := func(id, endpoint string) lwm2m.Registration {
+		return lwm2m.Registration{ID: id, Organisation: "org", Endpoint: endpoint, ExpiresAt: time.Unix(1e9, 0)}
+	}
+	if err := s.PutRegistration(ctx, reg("reg-1", "dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSubscription(ctx, storage.Subscription{ID: "sub", OrganisationID: "org"}); err != nil {
+		t.Fatal(err)
+	}
+	notes := []storage.Notification{{SubscriptionID: "sub", DeliveryID: "d1"}, {SubscriptionID: "sub", DeliveryID: "d2"}}
+	runEnqueue, seqs := enqueue(notes)
+
+	errs := runInOneBatch(t, s, []batchWrite{
+		{name: "put reg-2", run: putReq(t, reg("reg-2", "dev-2"))},
+		{name: "put reg-x", run: putReq(t, reg("reg-x", "dev-1"))}, // dev-1 is reg-1's
+		{name: "delete missing", run: deleteRegistration("missing")},
+		{name: "put reg-3", run: putReq(t, reg("reg-3", "dev-3")), cancelled: true},
+		{name: "delete reg-1", run: deleteRegistration("reg-1")},
+		{name: "put reg-y", run: putReq(t, reg("reg-y", "dev-1"))}, // free since the delete before it
+		{name: "put reg-z", run: putReq(t, reg("reg-z", "dev-2"))}, // taken by reg-2 in this batch
+		{name: "enqueue", run: runEnqueue},
+	})
+	want := []error{nil, storage.ErrConflict, storage.ErrNotFound, context.Canceled, nil, nil, storage.ErrConflict, nil}
+	for i, err := range errs {
+		if want[i] == nil && err != nil || want[i] != nil && !errors.Is(err, want[i]) {
+			t.Errorf("call %d: error %v, want %v", i, err, want[i])
+		}
+	}
+	for id, stored := range map[string]bool{
+		"reg-1": false, "reg-2": true, "reg-x": false, "reg-3": false, "reg-y": true, "reg-z": false,
+	} {
+		_, err := s.GetRegistration(ctx, id)
+		if stored && err != nil || !stored && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GetRegistration(%s) after the batch: %v, want stored %v", id, err, stored)
+		}
+	}
+	pending, err := s.Pending(ctx, "sub", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 2 || pending[0].Seq != seqs[0] || pending[1].Seq != seqs[1] || seqs[0] >= seqs[1] {
+		t.Errorf("outbox after the batch = %+v, enqueue seqs %v", pending, seqs)
+	}
+}
+
+// TestBatchFallback checks that a call failing for a reason that may
+// damage the transaction does not fail the others. The batch is rolled
+// back, and every call is run again in a transaction of its own.
+func TestBatchFallback(t *testing.T) {
+	s := openTest(t, t.TempDir(), "")
+	defer s.Close()
+	ctx := t.Context()
+	reg := func(id string) lwm2m.Registration {
+		return lwm2m.Registration{ID: id, Organisation: "org", Endpoint: id}
+	}
+	broken := errors.New("disk on fire")
+	putF := putReq(t, reg("reg-f"))
+	errs := runInOneBatch(t, s, []batchWrite{
+		{name: "put reg-a", run: putReq(t, reg("reg-a"))},
+		{name: "failing", run: func(tx *batchTx) error {
+			if err := putF(tx); err != nil {
+				return err
+			}
+			return broken
+		}},
+		{name: "put reg-b", run: putReq(t, reg("reg-b"))},
+	})
+	if errs[0] != nil || !errors.Is(errs[1], broken) || errs[2] != nil {
+		t.Errorf("errors %v, want [nil %v nil]", errs, broken)
+	}
+	for id, stored := range map[string]bool{"reg-a": true, "reg-f": false, "reg-b": true} {
+		_, err := s.GetRegistration(ctx, id)
+		if stored && err != nil || !stored && !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("GetRegistration(%s): %v, want stored %v", id, err, stored)
+		}
+	}
+}
+
+// TestBatchCommitFails makes a batch's COMMIT fail. A deferred foreign key
+// is checked only at COMMIT, and SQLite then leaves the transaction open.
+// The calls that did nothing wrong must still succeed, the offending one
+// must fail, and the writer's connection must not stay inside the failed
+// transaction.
+func TestBatchCommitFails(t *testing.T) {
+	s := openTest(t, t.TempDir(), "")
+	defer s.Close()
+	ctx := t.Context()
+	// On the writer's only connection, so the setting holds for the batch.
+	for _, q := range []string{
+		`PRAGMA foreign_keys = ON`,
+		`CREATE TABLE test_parent (id TEXT PRIMARY KEY)`,
+		`CREATE TABLE test_child (parent TEXT REFERENCES test_parent (id) DEFERRABLE INITIALLY DEFERRED)`,
+	} {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	reg := func(id string) lwm2m.Registration {
+		return lwm2m.Registration{ID: id, Organisation: "org", Endpoint: id}
+	}
+	errs := runInOneBatch(t, s, []batchWrite{
+		{name: "put reg-a", run: putReq(t, reg("reg-a"))},
+		{name: "orphan", run: func(tx *batchTx) error {
+			_, err := tx.tx.Exec(`INSERT INTO test_child (parent) VALUES ('none')`)
+			return err
+		}},
+		{name: "put reg-b", run: putReq(t, reg("reg-b"))},
+	})
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Errorf("errors %v, want [nil <foreign key error> nil]", errs)
+	}
+	for _, id := range []string{"reg-a", "reg-b"} {
+		if _, err := s.GetRegistration(ctx, id); err != nil {
+			t.Errorf("GetRegistration(%s): %v", id, err)
+		}
+	}
+	// The connection is usable: no transaction was left open.
+	if err := s.PutRegistration(ctx, reg("reg-c")); err != nil {
+		t.Errorf("PutRegistration after the failed commit: %v", err)
+	}
+	if err := s.DeleteSubscription(ctx, "missing"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("DeleteSubscription after the failed commit: %v", err)
+	}
+}
+
+// doneSignal is a context that reports when Done is first asked for:
+// write asks for it only when it is about to wait to be queued.
+type doneSignal struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func (c *doneSignal) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.asked) })
+	return c.Context.Done()
+}
+
+// unservedStore is a Store whose write queue no writer serves, as when
+// the writer is busy and the queue is full.
+func unservedStore() *Store {
+	return &Store{writes: make(chan *writeReq), closing: make(chan struct{}), writerDone: make(chan struct{})}
+}
+
+func TestWriteCancelledWhileQueueing(t *testing.T) {
+	s := unservedStore()
+	parent, cancel := context.WithCancel(t.Context())
+	ctx := &doneSignal{Context: parent, asked: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.write(ctx, "put registration \"r\"", func(*batchTx) error { return errors.New("ran") })
+	}()
+	<-ctx.asked
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), `sqlite: put registration "r": `) {
+		t.Errorf("write cancelled while waiting to be queued: %v", err)
+	}
+}
+
+func TestWriteClosedWhileQueueing(t *testing.T) {
+	s := unservedStore()
+	ctx := &doneSignal{Context: t.Context(), asked: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.write(ctx, "ack", func(*batchTx) error { return errors.New("ran") })
+	}()
+	<-ctx.asked
+	close(s.closing)
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("write while the store closes: %v", err)
+	}
+}
+
+// TestCloseWhileWriting closes the store while writers are busy. Every call
+// must return, a call that succeeded must be in the database, and a call
+// that failed may only have failed because the store was closed.
+func TestCloseWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, "")
+	ctx := t.Context()
+	const writers, each = 20, 50
+	ok := make([][]string, writers)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, writers)
+	for w := range writers {
+		wg.Go(func() {
+			started <- struct{}{}
+			for i := range each {
+				id := fmt.Sprintf("w%02d-%02d", w, i)
+				err := s.PutRegistration(ctx, lwm2m.Registration{ID: id, Organisation: "org", Endpoint: id})
+				if err != nil {
+					if !strings.Contains(err.Error(), "store is closed") {
+						t.Errorf("PutRegistration(%s): %v", id, err)
+					}
+					return
+				}
+				ok[w] = append(ok[w], id)
+			}
+		})
+	}
+	for range writers {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	s = openTest(t, dir, "")
+	defer s.Close()
+	n := 0
+	for _, ids := range ok {
+		for _, id := range ids {
+			if _, err := s.GetRegistration(ctx, id); err != nil {
+				t.Errorf("%s was reported written before Close: %v", id, err)
+			}
+			n++
+		}
+	}
+	t.Logf("%d of %d writes done before Close", n, writers*each)
 }
 
 // Kill test: a child process writes and reports each commit on stdout; the

@@ -95,13 +95,13 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // closeStmts closes the prepared statements; it is safe on a partly
-// prepared set.
+// prepared set. The entries stay, so that a call after Close gets the
+// closed statement's error rather than a nil statement.
 func (s *Store) closeStmts() error {
 	var err error
-	for i, st := range s.stmts {
+	for _, st := range s.stmts {
 		if st != nil {
 			err = errors.Join(err, st.Close())
-			s.stmts[i] = nil
 		}
 	}
 	return err
