@@ -218,6 +218,12 @@ type instanceCall struct {
 func (s *Server) instanceVars(w http.ResponseWriter, r *http.Request, c *call, withInstance bool) (instanceCall, bool) {
 	var ic instanceCall
 	var ok bool
+	if r.URL.Query().Get("cached") != "" {
+		// Answering from last known values needs a value cache, which does
+		// not exist yet; saying so beats silently asking the device.
+		s.errorBody(w, r, http.StatusNotImplemented, "cached reads are not supported yet")
+		return ic, false
+	}
 	if ic.reg, ok = s.registration(w, r, c); !ok {
 		return ic, false
 	}

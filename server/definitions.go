@@ -1,6 +1,7 @@
 package server
 
 import (
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,7 +127,10 @@ func toObject(rep definitionRep) (*model.Object, []string) {
 	if o.MIMEType == "" {
 		o.MIMEType = model.MIMEType(rep.Name)
 	}
-	if !strings.HasPrefix(o.MIMEType, "application/vnd.") {
+	// The type is sent as Content-Type and matched against Accept: a bare,
+	// lower-case vendor type without a +format suffix.
+	if mt, params, err := mime.ParseMediaType(o.MIMEType); err != nil || len(params) > 0 || mt != o.MIMEType ||
+		!strings.HasPrefix(mt, "application/vnd.") || strings.Contains(mt, "+") {
 		bad = append(bad, "MIMEType")
 	}
 	seen := map[uint64]bool{}

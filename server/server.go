@@ -221,6 +221,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.badRequest(w, codeInvalidFields, fe.Msg, fe.Fields...)
 	case errors.Is(err, storage.ErrNotFound), errors.Is(err, lwm2m.ErrClientNotFound):
 		s.errorBody(w, r, http.StatusNotFound, "not found")
+	case errors.Is(err, errors.ErrUnsupported):
+		s.errorBody(w, r, http.StatusNotImplemented, err.Error())
 	case errors.Is(err, storage.ErrConflict):
 		s.errorBody(w, r, http.StatusConflict, "already exists")
 	case errors.Is(err, lwm2m.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

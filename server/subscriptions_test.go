@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/deviceserver/deviceserver/lwm2m"
 )
 
 const subType = "application/vnd.oma.lwm2m.subscription+json"
@@ -180,6 +183,43 @@ func TestSubscriptions(t *testing.T) {
 		}
 		if n := pageInfo(e.get(t, e.admin, "/subscriptions"))["TotalCount"]; n != 4.0 {
 			t.Errorf("%v subscriptions after invalid requests, want 4", n)
+		}
+	})
+
+	t.Run("observation and the device", func(t *testing.T) {
+		e.register(t, adminOrg, "c-off", "ep-off", false)
+		off := create(t, e.admin, "/clients/c-off/objecttypes/3303/instances/0/subscriptions",
+			`{"SubscriptionType":"Observation","Url":"`+hook+`","Property":"5700"}`)
+		if calls := e.dev.take(); len(calls) != 0 {
+			t.Errorf("device calls for an offline client: %v", calls)
+		}
+		if r := e.do(t, e.admin, http.MethodDelete, off, "", ""); r.Status != http.StatusNoContent {
+			t.Fatalf("delete: %d", r.Status)
+		}
+		tests := []struct {
+			name   string
+			err    error
+			status int
+		}{
+			{"timeout", fmt.Errorf("observe: %w", lwm2m.ErrTimeout), 504},
+			{"4.04", &lwm2m.DeviceError{Op: "observe", Code: 4<<5 | 4}, 404},
+			{"4.05", &lwm2m.DeviceError{Op: "observe", Code: 4<<5 | 5}, 405},
+			{"5.00", &lwm2m.DeviceError{Op: "observe", Code: 5 << 5}, 502},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e.dev.setErr(tt.err)
+				defer e.dev.setErr(nil)
+				r := e.do(t, e.admin, http.MethodPost, "/clients/c-01/objecttypes/3303/instances/1/subscriptions", subType,
+					`{"SubscriptionType":"Observation","Url":"`+hook+`","Property":"SensorValue"}`)
+				if r.Status != tt.status {
+					t.Errorf("status %d %s, want %d", r.Status, r.Raw, tt.status)
+				}
+				e.dev.take()
+			})
+		}
+		if n := pageInfo(e.get(t, e.admin, "/clients/c-01/objecttypes/3303/instances/1/subscriptions"))["TotalCount"]; n != 0.0 {
+			t.Errorf("%v subscriptions stored although the device refused, want 0", n)
 		}
 	})
 

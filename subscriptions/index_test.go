@@ -33,7 +33,7 @@ func countingReceiver(tb testing.TB) (string, *atomic.Int64) {
 // notification (Enqueue happens before the event call returns).
 type countingStore struct {
 	storage.Store
-	lists, gets, regs, enqueued atomic.Int64
+	lists, gets, regs, enqueued, statWrites atomic.Int64
 }
 
 func (c *countingStore) ListSubscriptions(ctx context.Context, f storage.SubscriptionFilter) ([]storage.Subscription, error) {
@@ -49,6 +49,11 @@ func (c *countingStore) GetSubscription(ctx context.Context, id string) (storage
 func (c *countingStore) GetRegistration(ctx context.Context, id string) (lwm2m.Registration, error) {
 	c.regs.Add(1)
 	return c.Store.GetRegistration(ctx, id)
+}
+
+func (c *countingStore) AddDeliveryStats(ctx context.Context, id string, d storage.DeliveryStats) error {
+	c.statWrites.Add(1)
+	return c.Store.AddDeliveryStats(ctx, id, d)
 }
 
 func (c *countingStore) Enqueue(ctx context.Context, n []storage.Notification) error {
@@ -149,12 +154,68 @@ func TestLifecycleIndexFollowsChanges(t *testing.T) {
 	env.outcome(cli.ID)
 }
 
+// A notification dropped because the queue is full costs the event no
+// store write: the drop is counted in memory, shown by Stats at once and
+// written with the worker's next statistics.
+func TestQueueFullDropIsCountedInMemory(t *testing.T) {
+	ctx := context.Background()
+	cs := &countingStore{Store: newStore(t)}
+	env := newEnv(t, Config{Store: cs, QueueSize: 1})
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	rc := newReceiver(t, func(n int, _ *http.Request) int {
+		if n == 1 {
+			<-gate
+		}
+		return http.StatusOK
+	})
+	t.Cleanup(release)
+	s := env.create(storage.Subscription{Type: TypeClientUpdated, URL: rc.URL})
+	reg := env.register("c1", "org1", "ep1")
+	env.eng.ClientUpdated(ctx, reg)
+	next(t, rc.arrived, "first request")
+	for range 3 { // one queued, two dropped
+		env.eng.ClientUpdated(ctx, reg)
+	}
+	for range 2 {
+		if env.outcome(s.ID) {
+			t.Fatal("overflow reported delivered")
+		}
+	}
+	if n := cs.statWrites.Load(); n != 0 {
+		t.Fatalf("%d statistics writes while the first request is in flight", n)
+	}
+	if st, pending := env.stats(s.ID); st.Dropped != 2 || st.Delivered != 0 || pending != 1 || st.LastError != "delivery queue full" {
+		t.Fatalf("stats %+v pending %d", st, pending)
+	}
+	release()
+	for range 2 {
+		if !env.outcome(s.ID) {
+			t.Fatal("dropped")
+		}
+	}
+	// Outcomes are reported after the statistics are written.
+	st, err := cs.Store.GetDeliveryStats(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dropped != 2 || st.Delivered != 2 || st.LastError != "delivery queue full" {
+		t.Fatalf("stored stats %+v", st)
+	}
+	if got, pending := env.stats(s.ID); got.Dropped != 2 || got.Delivered != 2 || !got.LastSuccess.Equal(st.LastSuccess) || pending != 0 {
+		t.Fatalf("Stats %+v pending %d, stored %+v", got, pending, st)
+	}
+}
+
 // Events racing with creation, updates and deletion leave the index equal
 // to the store (run with -race).
 func TestLifecycleIndexConcurrent(t *testing.T) {
 	ctx := context.Background()
-	env := newEnv(t, Config{})
 	url, _ := countingReceiver(t)
+	env := newEnv(t, Config{})
+	// Too many deliveries for the outcome channels, which would block the
+	// workers once full.
+	env.eng.outcome = nil
 	stop := make(chan struct{})
 	var events sync.WaitGroup
 	for i := range 2 {
