@@ -166,6 +166,8 @@ func New(cfg Config) *Engine {
 
 // Start loads the lifecycle and Observation subscriptions and resumes
 // delivery of the notifications left in the store's outbox (DeletionPolicy 1).
+// Call it before raising events: they find their subscriptions in memory,
+// which until then holds only those created through this engine.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed || e.started {
