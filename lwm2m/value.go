@@ -2,6 +2,7 @@ package lwm2m
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -129,7 +130,8 @@ func CoerceValue(t DataType, v any) (any, error) {
 				return int64(x), nil
 			}
 		case float64:
-			if x == float64(int64(x)) {
+			// Range first: converting an out-of-range float is undefined in Go.
+			if x >= -(1<<63) && x < 1<<63 && x == math.Trunc(x) {
 				return int64(x), nil
 			}
 		}
@@ -142,7 +144,7 @@ func CoerceValue(t DataType, v any) (any, error) {
 				return uint64(x), nil
 			}
 		case float64:
-			if x >= 0 && x == float64(uint64(x)) {
+			if x >= 0 && x < 1<<64 && x == math.Trunc(x) {
 				return uint64(x), nil
 			}
 		}

@@ -97,8 +97,11 @@ const (
 	// full, CoAP handlers wait, which slows devices down instead of
 	// losing events.
 	eventQueueLen = 4096
-	// coapTick drives go-coap's retransmissions and connection expiry.
-	coapTick = 250 * time.Millisecond
+	// coapTick drives go-coap's retransmissions and connection expiry. Each
+	// tick walks every peer's state, which at thousands of devices costs
+	// real CPU; one second keeps the first retransmission within RFC 7252's
+	// ACK_TIMEOUT × [1, 1.5] window (2–3 s).
+	coapTick = time.Second
 	// minIdleConn is how long go-coap keeps the per-peer state of a silent
 	// device. Closing it loses nothing we need (observations are routed by
 	// token here, not by go-coap), it only bounds memory: every peer
