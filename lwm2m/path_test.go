@@ -146,3 +146,29 @@ func TestCoerceValueFloatRange(t *testing.T) {
 		t.Errorf("CoerceValue(UnsignedInteger, 2^64) = %v, want an error", v)
 	}
 }
+
+func TestAttributesOverlay(t *testing.T) {
+	five, nine := uint32(5), uint32(9)
+	gt := 20.0
+	base := Attributes{Pmin: &five, Gt: &gt}
+	got := base.Overlay(Attributes{Pmin: &nine})
+	if *got.Pmin != 9 || got.Gt == nil || *got.Gt != 20 || got.Pmax != nil {
+		t.Errorf("overlay = %v", got.Query())
+	}
+	if *base.Pmin != 5 {
+		t.Error("overlay changed its receiver")
+	}
+}
+
+func TestNumeric(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want float64
+		ok   bool
+	}{{int64(-3), -3, true}, {uint64(4), 4, true}, {2.5, 2.5, true}, {math.NaN(), 0, false}, {"1", 0, false}, {true, 0, false}} {
+		got, ok := Numeric(tc.in)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("Numeric(%v) = %v, %v", tc.in, got, ok)
+		}
+	}
+}

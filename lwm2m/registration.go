@@ -58,6 +58,23 @@ func (a Attributes) IsZero() bool {
 	return a.Pmin == nil && a.Pmax == nil && a.Epmin == nil && a.Epmax == nil && a.Gt == nil && a.Lt == nil && a.St == nil
 }
 
+// Overlay returns a with the attributes set in top replacing its own, as a
+// device applies a Write-Attributes.
+func (a Attributes) Overlay(top Attributes) Attributes {
+	o := a
+	for _, f := range []struct{ dst, src **uint32 }{{&o.Pmin, &top.Pmin}, {&o.Pmax, &top.Pmax}, {&o.Epmin, &top.Epmin}, {&o.Epmax, &top.Epmax}} {
+		if *f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	for _, f := range []struct{ dst, src **float64 }{{&o.Gt, &top.Gt}, {&o.Lt, &top.Lt}, {&o.St, &top.St}} {
+		if *f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	return o
+}
+
 // Query renders the attributes as CoAP Uri-Query values ("pmin=5", ...), in a fixed order.
 func (a Attributes) Query() []string {
 	var q []string

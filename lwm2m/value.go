@@ -196,3 +196,24 @@ func (t *DataType) UnmarshalText(b []byte) error {
 	*t = v
 	return nil
 }
+
+// Numeric returns a numeric record value as float64, for gt/lt/st
+// comparisons; NaN and non-numbers report false.
+func Numeric(v any) (float64, bool) {
+	var f float64
+	switch x := v.(type) {
+	case int64:
+		f = float64(x)
+	case uint64:
+		f = float64(x)
+	case float64:
+		f = x
+	case int:
+		f = float64(x)
+	case float32:
+		f = float64(x)
+	default:
+		return 0, false
+	}
+	return f, !math.IsNaN(f)
+}

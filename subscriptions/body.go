@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -266,4 +265,3 @@ func drain(r io.ReadCloser) {
 	_ = r.Close()
 }
 
-var errGone = errors.New("subscription deleted")

@@ -73,8 +73,8 @@ func (f *filter) changed(recs []lwm2m.Record) bool {
 		if !ok {
 			return true
 		}
-		v, vnum := number(r.Value)
-		pv, pnum := number(prev)
+		v, vnum := lwm2m.Numeric(r.Value)
+		pv, pnum := lwm2m.Numeric(prev)
 		if !conditions || !vnum || !pnum {
 			if !sameValue(prev, r.Value) {
 				return true
@@ -96,23 +96,6 @@ func (f *filter) changed(recs []lwm2m.Record) bool {
 	return false
 }
 
-// number returns the numeric value of an Integer, UnsignedInteger or Float
-// resource value.
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	}
-	return 0, false
-}
 
 func sameValue(a, b any) bool {
 	switch x := a.(type) {
@@ -243,36 +226,9 @@ func toDevice(want, written lwm2m.Attributes) (lwm2m.Attributes, bool) {
 	if w.St == nil && (written.St != nil || written.Gt != nil && w.Gt == nil || written.Lt != nil && w.Lt == nil) {
 		w.St = ptr(0.0)
 	}
-	return w, !sameAttributes(overlay(written, w), written)
+	return w, !sameAttributes(written.Overlay(w), written)
 }
 
-// overlay returns base with the attributes set in top replacing its own, as
-// a device applies a Write-Attributes.
-func overlay(base, top lwm2m.Attributes) lwm2m.Attributes {
-	o := base
-	if top.Pmin != nil {
-		o.Pmin = top.Pmin
-	}
-	if top.Pmax != nil {
-		o.Pmax = top.Pmax
-	}
-	if top.Epmin != nil {
-		o.Epmin = top.Epmin
-	}
-	if top.Epmax != nil {
-		o.Epmax = top.Epmax
-	}
-	if top.Gt != nil {
-		o.Gt = top.Gt
-	}
-	if top.Lt != nil {
-		o.Lt = top.Lt
-	}
-	if top.St != nil {
-		o.St = top.St
-	}
-	return o
-}
 
 func sameAttributes(a, b lwm2m.Attributes) bool {
 	return samePtr(a.Pmin, b.Pmin) && samePtr(a.Pmax, b.Pmax) && samePtr(a.Epmin, b.Epmin) && samePtr(a.Epmax, b.Epmax) &&

@@ -216,7 +216,7 @@ func (e *Engine) writeAttributes(ctx context.Context, cl *clientState, o *observ
 		return fmt.Errorf("write attributes %s of %s: %w", o.path, cl.id, err)
 	}
 	cl.mu.Lock()
-	o.written = overlay(written, w)
+	o.written = written.Overlay(w)
 	cl.mu.Unlock()
 	return nil
 }

@@ -606,7 +606,7 @@ func (d *Device) writeAttributes(req *request) (*response, error) {
 	if p.Depth == lwm2m.DepthRoot || !d.store.exists(p) {
 		return nil, fail(codes.NotFound, "%s", p)
 	}
-	a := mergeAttributes(d.attrs[p], parsed)
+	a := d.attrs[p].Overlay(parsed)
 	for _, k := range unset {
 		switch k {
 		case "pmin":
@@ -655,28 +655,3 @@ func (d *Device) writeAttributes(req *request) (*response, error) {
 	return &response{code: codes.Changed}, nil
 }
 
-// mergeAttributes overlays the attributes set in b onto a.
-func mergeAttributes(a, b lwm2m.Attributes) lwm2m.Attributes {
-	if b.Pmin != nil {
-		a.Pmin = b.Pmin
-	}
-	if b.Pmax != nil {
-		a.Pmax = b.Pmax
-	}
-	if b.Epmin != nil {
-		a.Epmin = b.Epmin
-	}
-	if b.Epmax != nil {
-		a.Epmax = b.Epmax
-	}
-	if b.Gt != nil {
-		a.Gt = b.Gt
-	}
-	if b.Lt != nil {
-		a.Lt = b.Lt
-	}
-	if b.St != nil {
-		a.St = b.St
-	}
-	return a
-}

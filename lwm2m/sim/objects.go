@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -302,18 +301,3 @@ func coerce(p lwm2m.Path, v any) (any, error) {
 	return lwm2m.CoerceValue(d.typ, normalize(v))
 }
 
-// numeric returns v as a float64 when it is a number, for gt/lt/st.
-func numeric(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float64:
-		if math.IsNaN(x) {
-			return 0, false
-		}
-		return x, true
-	}
-	return 0, false
-}

@@ -92,7 +92,7 @@ func (d *Device) effectiveLocked(p lwm2m.Path) effective {
 		levels = append(levels, q)
 	}
 	for i := len(levels) - 1; i >= 0; i-- {
-		a = mergeAttributes(a, d.attrs[levels[i]])
+		a = a.Overlay(d.attrs[levels[i]])
 	}
 	e := effective{gt: a.Gt, lt: a.Lt, st: a.St}
 	if a.Pmin != nil {
@@ -125,7 +125,7 @@ func (d *Device) numericValueLocked(p lwm2m.Path) (float64, bool) {
 	if !isSingle(p) {
 		return 0, false
 	}
-	return numeric(d.store.values[p])
+	return lwm2m.Numeric(d.store.values[p])
 }
 
 // observe starts an observation (GET with Observe: 0) and answers with the
