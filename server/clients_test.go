@@ -426,12 +426,12 @@ func TestDeviceErrors(t *testing.T) {
 		status int
 	}{
 		{"timeout", fmt.Errorf("endpoint: read /3/0: %w", lwm2m.ErrTimeout), 504},
-		{"4.00 Bad Request", deviceErr(4<<5), 400},
+		{"4.00 Bad Request", deviceErr(4 << 5), 400},
 		{"4.01 Unauthorized", deviceErr(4<<5 | 1), 403},
 		{"4.03 Forbidden", deviceErr(4<<5 | 3), 403},
 		{"4.04 Not Found", deviceErr(4<<5 | 4), 404},
 		{"4.05 Method Not Allowed", deviceErr(4<<5 | 5), 405},
-		{"5.00 Internal Server Error", deviceErr(5<<5), 502},
+		{"5.00 Internal Server Error", deviceErr(5 << 5), 502},
 		{"5.03 Service Unavailable", deviceErr(5<<5 | 3), 502},
 		{"client gone", fmt.Errorf("endpoint: %w", lwm2m.ErrClientNotFound), 404},
 	}
