@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/deviceserver/deviceserver/lwm2m/sim"
 )
 
 // loadConfig describes one load run.
@@ -21,7 +20,8 @@ type loadConfig struct {
 	Concurrency int
 	Lifetime    uint32
 	Version     string
-	Timeout     time.Duration
+	Timeout     time.Duration // bound on each request, retransmissions included
+	AckTimeout  time.Duration // RFC 7252 ACK_TIMEOUT; 0 means its default, 2s
 	Deregister  bool
 	Hold        time.Duration
 }
@@ -50,37 +50,35 @@ type loadResult struct {
 	Deregister  *phase // nil when not de-registering
 }
 
-// runLoad registers cfg.N light devices, each with its own socket, with at
+// runLoad registers cfg.N lean devices, each with its own socket, with at
 // most cfg.Concurrency registrations in flight, then optionally
-// de-registers them, measuring both. Devices are closed before it returns.
+// de-registers them, measuring both. Every socket stays open until the end,
+// so that all cfg.N devices exist at once, as they would in the field.
 func runLoad(ctx context.Context, cfg loadConfig) loadResult {
-	devices := make([]*sim.Device, cfg.N)
-	for i := range devices {
-		devices[i] = sim.New(sim.Config{
-			Endpoint: fmt.Sprintf("%s-%05d", cfg.Prefix, i+1),
-			Server:   cfg.Server,
-			Lifetime: cfg.Lifetime,
-			Version:  cfg.Version,
-			Timeout:  cfg.Timeout,
-			// Light: no per-device update or random-walk goroutines, so
-			// that the load generator's CPU goes to the measured traffic.
-			Light: true,
-		})
+	res := loadResult{Server: cfg.Server, Devices: cfg.N, Concurrency: cfg.Concurrency}
+	xc := exchangeConfig{Timeout: cfg.Timeout, AckTimeout: cfg.AckTimeout}
+	if xc.Timeout <= 0 {
+		xc.Timeout = 30 * time.Second
 	}
+	// Resolved once: a lookup per device would be load on the resolver,
+	// not on the server.
+	server, resolveErr := net.ResolveUDPAddr("udp", cfg.Server)
+	devices := make([]leanDevice, cfg.N)
 	defer func() {
-		var wg sync.WaitGroup
-		for _, d := range devices {
-			wg.Go(func() { _ = d.Close() })
+		for i := range devices {
+			devices[i].close()
 		}
-		wg.Wait()
 	}()
 
-	res := loadResult{Server: cfg.Server, Devices: cfg.N, Concurrency: cfg.Concurrency}
-	registered := make([]bool, cfg.N)
-	res.Register = measure(ctx, cfg.N, cfg.Concurrency, func(ctx context.Context, i int) error {
-		err := devices[i].Start(ctx)
-		registered[i] = err == nil
-		return err
+	res.Register = measure(ctx, cfg.N, cfg.Concurrency, func(ctx context.Context, s *scratch, i int) error {
+		if resolveErr != nil {
+			return fmt.Errorf("sim: register: %w", resolveErr)
+		}
+		d := &devices[i]
+		if err := d.dial(server); err != nil {
+			return fmt.Errorf("sim: register: %w", err)
+		}
+		return d.register(ctx, s, xc, fmt.Sprintf("%s-%05d", cfg.Prefix, i+1), cfg.Lifetime, cfg.Version)
 	})
 	if cfg.Hold > 0 {
 		select {
@@ -90,21 +88,22 @@ func runLoad(ctx context.Context, cfg loadConfig) loadResult {
 	}
 	if cfg.Deregister && ctx.Err() == nil {
 		var idx []int
-		for i, ok := range registered {
-			if ok {
+		for i := range devices {
+			if devices[i].loc != nil {
 				idx = append(idx, i)
 			}
 		}
-		p := measure(ctx, len(idx), cfg.Concurrency, func(ctx context.Context, j int) error {
-			return devices[idx[j]].Deregister(ctx)
+		p := measure(ctx, len(idx), cfg.Concurrency, func(ctx context.Context, s *scratch, j int) error {
+			return devices[idx[j]].deregister(ctx, s, xc)
 		})
 		res.Deregister = &p
 	}
 	return res
 }
 
-// measure runs op for 0..n-1 with c workers and summarises the latencies.
-func measure(ctx context.Context, n, c int, op func(ctx context.Context, i int) error) phase {
+// measure runs op for 0..n-1 with c workers, each with its own scratch,
+// and summarises the latencies.
+func measure(ctx context.Context, n, c int, op func(ctx context.Context, s *scratch, i int) error) phase {
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
 	jobs := make(chan int)
@@ -112,9 +111,10 @@ func measure(ctx context.Context, n, c int, op func(ctx context.Context, i int) 
 	start := time.Now()
 	for range min(c, max(n, 1)) {
 		wg.Go(func() {
+			s := newScratch()
 			for i := range jobs {
 				t0 := time.Now()
-				errs[i] = op(ctx, i)
+				errs[i] = op(ctx, s, i)
 				lat[i] = time.Since(t0)
 			}
 		})
