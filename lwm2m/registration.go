@@ -41,6 +41,13 @@ type LinkedObject struct {
 // Expired reports whether the registration's lifetime has run out at now.
 func (r *Registration) Expired(now time.Time) bool { return !now.Before(r.ExpiresAt) }
 
+// Traffic counts CoAP traffic with devices.
+type Traffic struct {
+	BytesSent        int64 `json:"bytesSent"`
+	BytesReceived    int64 `json:"bytesReceived"`
+	TransactionCount int64 `json:"transactionCount"` // request/response exchanges, either direction
+}
+
 // Attributes are the LwM2M notification attributes (Write-Attributes).
 // Nil fields are not set.
 type Attributes struct {

@@ -29,6 +29,17 @@ const (
 	pathDefinition    = "/objecttypes/definitions/{definition}"
 	pathSubscriptions = "/subscriptions"
 	pathSubscription  = "/subscriptions/{subscription}"
+	pathIdentities    = "/identities"
+	pathPSKs          = "/identities/psk"
+	pathPSK           = "/identities/psk/{identity}"
+	pathCertificates  = "/identities/certificates"
+	pathCertificate   = "/identities/certificates/{certificate}"
+	pathMetrics       = "/metrics"
+	pathMetric        = "/metrics/{metric}"
+	pathClientMetrics = "/clients/{client}/metrics"
+	pathClientMetric  = "/clients/{client}/metrics/{metric}"
+	pathConfiguration = "/configuration"
+	pathBootstrap     = "/configuration/bootstrap"
 )
 
 func (s *Server) routes() {
@@ -72,6 +83,23 @@ func (s *Server) routes() {
 	s.route(pathSubscription, http.MethodPut, "", s.updateSubscription)
 	s.route(pathSubscription, http.MethodDelete, "", s.deleteSubscription)
 
+	s.route(pathIdentities, http.MethodGet, mt.Identities, s.getIdentities)
+	s.route(pathPSKs, http.MethodGet, mt.PSKIdentities, s.listPSKs)
+	s.route(pathPSKs, http.MethodPost, mt.PSKIdentity, s.createPSK)
+	s.route(pathPSK, http.MethodGet, mt.PSKIdentity, s.getPSK)
+	s.route(pathPSK, http.MethodDelete, "", s.deletePSK)
+	s.route(pathCertificates, http.MethodGet, mt.Certificates, s.listCertificates)
+	s.route(pathCertificates, http.MethodPost, mt.Certificate, s.createCertificate)
+	s.route(pathCertificate, http.MethodGet, mt.Certificate, s.getCertificate)
+	s.route(pathCertificate, http.MethodDelete, "", s.deleteCertificate)
+
+	s.route(pathMetrics, http.MethodGet, mt.Metrics, s.listMetrics)
+	s.route(pathMetric, http.MethodGet, mt.Metric, s.getMetric)
+	s.route(pathClientMetrics, http.MethodGet, mt.Metrics, s.listClientMetrics)
+	s.route(pathClientMetric, http.MethodGet, mt.Metric, s.getClientMetric)
+	s.route(pathConfiguration, http.MethodGet, mt.Configuration, s.getConfiguration)
+	s.route(pathBootstrap, http.MethodGet, mt.Bootstrap, s.getBootstrap)
+
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.errorBody(w, r, http.StatusNotFound, "no such resource: "+r.URL.Path)
 	})
@@ -111,7 +139,10 @@ func (s *Server) root(w http.ResponseWriter, r *http.Request, c *call) {
 		Add("versions", c.base+pathVersions, mt.Type(mt.Versions))
 	if c.auth.Org != "" {
 		l = l.Add("accesskeys", c.base+pathAccessKeys, mt.Type(mt.AccessKeys)).
+			Add("configuration", c.base+pathConfiguration, mt.Type(mt.Configuration)).
 			Add("clients", c.base+pathClients, mt.Type(mt.Clients)).
+			Add("identities", c.base+pathIdentities, mt.Type(mt.Identities)).
+			Add("metrics", c.base+pathMetrics, mt.Type(mt.Metrics)).
 			Add("objectdefinitions", c.base+pathDefinitions, mt.Type(mt.ObjectDefinitions)).
 			Add("subscriptions", c.base+pathSubscriptions, mt.Type(mt.Subscriptions))
 	}

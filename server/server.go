@@ -20,6 +20,7 @@ import (
 	"github.com/deviceserver/deviceserver/hypermedia"
 	"github.com/deviceserver/deviceserver/lwm2m"
 	"github.com/deviceserver/deviceserver/lwm2m/model"
+	"github.com/deviceserver/deviceserver/lwm2m/security"
 	"github.com/deviceserver/deviceserver/mimetypes"
 	"github.com/deviceserver/deviceserver/storage"
 	"github.com/deviceserver/deviceserver/subscriptions"
@@ -35,12 +36,27 @@ type Devices interface {
 	Delete(ctx context.Context, clientID string, p lwm2m.Path) error
 }
 
+// Metrics reports traffic with devices; the CoAP endpoint implements it.
+type Metrics interface {
+	ClientTraffic(clientID string) lwm2m.Traffic
+	OrganisationTraffic(organisationID string) lwm2m.Traffic
+}
+
+// BootstrapInfo is what devices need to reach the server (GET /configuration/bootstrap).
+type BootstrapInfo struct {
+	CoAPURI  string // coap://host:port, "" when NoSec is off
+	CoAPSURI string // coaps://host:port, "" until DTLS is served
+}
+
 // Config wires the server to the rest of the device server.
 type Config struct {
 	Store         storage.Store
 	Models        *model.Registry
 	Devices       Devices
 	Subscriptions *subscriptions.Engine
+	Metrics       Metrics
+	CA            *security.CA // issues device certificates
+	Bootstrap     BootstrapInfo
 	TokenKey      []byte        // HMAC key signing access tokens
 	AccessTTL     time.Duration // access token lifetime (default 1h)
 	RefreshTTL    time.Duration // refresh token lifetime (default 30 days)

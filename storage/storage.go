@@ -117,6 +117,26 @@ type Observation struct {
 	Token    []byte `json:"token"`
 }
 
+// PSKIdentity is a DTLS pre-shared-key credential for an organisation's
+// devices. The key must be usable in a handshake, so it is kept as is.
+type PSKIdentity struct {
+	Identity       string    `json:"identity"`
+	OrganisationID string    `json:"organisationId"`
+	Secret         []byte    `json:"secret"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+// Certificate is a device certificate issued by the server's CA. Its
+// private key is handed out once and never stored.
+type Certificate struct {
+	ID             string    `json:"id"` // serial number, hex
+	OrganisationID string    `json:"organisationId"`
+	Subject        string    `json:"subject"` // common name: the device's endpoint name
+	PEM            string    `json:"pem"`
+	NotAfter       time.Time `json:"notAfter"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
 // Store is everything persistent. Every method is safe for concurrent use.
 // Get/Delete of a missing item return an error wrapping ErrNotFound;
 // Create of an existing one returns an error wrapping ErrConflict.
@@ -175,6 +195,23 @@ type Store interface {
 	SubscriptionsWithPending(ctx context.Context) ([]string, error)
 	// Ack removes a subscription's outbox entries with Seq <= upTo.
 	Ack(ctx context.Context, subscriptionID string, upTo int64) error
+
+	CreatePSKIdentity(ctx context.Context, p PSKIdentity) error
+	GetPSKIdentity(ctx context.Context, identity string) (PSKIdentity, error)
+	// ListPSKIdentities returns an organisation's identities ordered by CreatedAt.
+	ListPSKIdentities(ctx context.Context, organisationID string) ([]PSKIdentity, error)
+	DeletePSKIdentity(ctx context.Context, identity string) error
+
+	CreateCertificate(ctx context.Context, c Certificate) error
+	GetCertificate(ctx context.Context, id string) (Certificate, error)
+	// ListCertificates returns an organisation's certificates ordered by CreatedAt.
+	ListCertificates(ctx context.Context, organisationID string) ([]Certificate, error)
+	DeleteCertificate(ctx context.Context, id string) error
+
+	// GetSetting and PutSetting keep small server-wide values, such as the
+	// CA's certificate and key; GetSetting of an unknown key is ErrNotFound.
+	GetSetting(ctx context.Context, key string) ([]byte, error)
+	PutSetting(ctx context.Context, key string, value []byte) error
 
 	PutObservation(ctx context.Context, o Observation) error
 	ListObservations(ctx context.Context, clientID string) ([]Observation, error)
