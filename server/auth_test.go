@@ -24,10 +24,11 @@ func TestRoot(t *testing.T) {
 	}{
 		{"unauthenticated", "", []string{"authenticate", "versions"}},
 		{"invalid token", "not-a-token", []string{"authenticate", "versions"}},
-		{"authenticated", e.admin, []string{"authenticate", "versions", "accesskeys", "clients", "objectdefinitions", "subscriptions"}},
+		{"authenticated", e.admin, []string{"authenticate", "versions", "accesskeys", "configuration", "clients", "identities", "metrics", "objectdefinitions", "subscriptions"}},
 	}
 	hrefs := map[string]string{"authenticate": "/oauth/token", "versions": "/versions", "accesskeys": "/accesskeys",
-		"clients": "/clients", "objectdefinitions": "/objecttypes/definitions", "subscriptions": "/subscriptions"}
+		"clients": "/clients", "objectdefinitions": "/objecttypes/definitions", "subscriptions": "/subscriptions",
+		"configuration": "/configuration", "identities": "/identities", "metrics": "/metrics"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.do(t, tt.token, http.MethodGet, "/", "", "")

@@ -44,7 +44,8 @@ func (s *Server) clientRep(c *call, reg lwm2m.Registration) clientRep {
 			Add("self", self, mt.Type(mt.Client)).
 			Add("remove", self, "").
 			Add("objecttypes", href(c.base, pathObjectTypes, reg.ID), mt.Type(mt.ObjectTypes)).
-			Add("subscriptions", href(c.base, pathClientSubs, reg.ID), mt.Type(mt.Subscriptions)),
+			Add("subscriptions", href(c.base, pathClientSubs, reg.ID), mt.Type(mt.Subscriptions)).
+			Add("metrics", href(c.base, pathClientMetrics, reg.ID), mt.Type(mt.Metrics)),
 	}
 }
 

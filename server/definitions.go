@@ -167,30 +167,84 @@ func toObject(rep definitionRep) (*model.Object, []string) {
 	return o, bad
 }
 
-// createDefinition adds an organisation's own definition; it overrides a
-// built-in of the same ObjectID for that organisation only.
+// createDefinition adds an organisation's own definitions: one
+// (objectdefinition) or several at once (objectdefinitions with Items).
+// Each overrides a built-in of the same ObjectID for that organisation
+// only. Several are all-or-nothing: any invalid one rejects the request.
 func (s *Server) createDefinition(w http.ResponseWriter, r *http.Request, c *call) {
-	var rep definitionRep
-	if !s.decodeBody(w, r, &rep, mt.ObjectDefinition) {
-		return
+	var reps []definitionRep
+	bulk := strings.HasPrefix(r.Header.Get("Content-Type"), mt.Type(mt.ObjectDefinitions))
+	if bulk {
+		var body struct {
+			Items []definitionRep `json:"Items"`
+		}
+		if !s.decodeBody(w, r, &body, mt.ObjectDefinitions) {
+			return
+		}
+		if len(body.Items) == 0 {
+			s.badRequest(w, codeInvalidFields, "Items is empty", "Items")
+			return
+		}
+		reps = body.Items
+	} else {
+		var one definitionRep
+		if !s.decodeBody(w, r, &one, mt.ObjectDefinition) {
+			return
+		}
+		reps = append(reps, one)
 	}
-	o, bad := toObject(rep)
+	var objs []*model.Object
+	var bad []string
+	seen := map[uint16]bool{}
+	for i, rep := range reps {
+		o, invalid := toObject(rep)
+		prefix := ""
+		if bulk {
+			prefix = "Items[" + strconv.Itoa(i) + "]."
+		}
+		for _, f := range invalid {
+			bad = append(bad, prefix+f)
+		}
+		if len(invalid) == 0 && seen[o.ID] {
+			bad = append(bad, prefix+"ObjectID")
+		}
+		if len(invalid) == 0 {
+			seen[o.ID] = true
+			objs = append(objs, o)
+		}
+	}
 	if len(bad) > 0 {
 		s.badRequest(w, codeInvalidFields, "invalid fields", bad...)
 		return
 	}
-	if s.cfg.Models.Custom(c.auth.Org, o.ID) {
-		s.errorBody(w, r, http.StatusConflict, "the organisation already defines object "+rep.ObjectID)
+	for _, o := range objs {
+		if s.cfg.Models.Custom(c.auth.Org, o.ID) {
+			s.errorBody(w, r, http.StatusConflict, "the organisation already defines object "+strconv.Itoa(int(o.ID)))
+			return
+		}
+	}
+	created := make([]createdRep, 0, len(objs))
+	for _, o := range objs {
+		if err := s.cfg.Store.PutObjectDefinition(r.Context(), c.auth.Org, *o); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.cfg.Models.Put(c.auth.Org, o)
+		id := strconv.Itoa(int(o.ID))
+		created = append(created, createdRep{ID: id, Links: hypermedia.Links{}.Add("self", href(c.base, pathDefinition, id), mt.Type(mt.ObjectDefinition))})
+	}
+	if !bulk {
+		w.Header().Set("Location", created[0].Links[0].Href)
+		s.write(w, c, http.StatusCreated, created[0])
 		return
 	}
-	if err := s.cfg.Store.PutObjectDefinition(r.Context(), c.auth.Org, *o); err != nil {
-		s.fail(w, r, err)
+	if !s.negotiate(w, r, c, mt.Type(mt.ResourcesCreated)) {
 		return
 	}
-	s.cfg.Models.Put(c.auth.Org, o)
-	self := href(c.base, pathDefinition, rep.ObjectID)
-	w.Header().Set("Location", self)
-	s.write(w, c, http.StatusCreated, createdRep{ID: rep.ObjectID, Links: hypermedia.Links{}.Add("self", self, mt.Type(mt.ObjectDefinition))})
+	s.write(w, c, http.StatusCreated, struct {
+		Items []createdRep     `json:"Items"`
+		Links hypermedia.Links `json:"Links"`
+	}{created, hypermedia.Links{}.Add("definitions", c.base+pathDefinitions, mt.Type(mt.ObjectDefinitions))})
 }
 
 func (s *Server) updateDefinition(w http.ResponseWriter, r *http.Request, c *call) {

@@ -113,10 +113,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // call carries what every handler needs about the request.
 type call struct {
-	auth   claims
-	choice mimetypes.Choice
-	vars   map[string]string
-	base   string // scheme://host as the caller sees the API
+	auth    claims
+	choice  mimetypes.Choice
+	vars    map[string]string
+	base    string // scheme://host as the caller sees the API
+	xFields string // X-Fields: keep only these fields
+	xLinks  string // X-Links: keep only these link rels
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, c *call)
@@ -152,6 +154,7 @@ func (s *Server) public(path, method, typ string, h handler) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, typ string, c *call, h handler) {
 	c.vars = mux.Vars(r)
 	c.base = hypermedia.BaseURL(r, s.cfg.TrustProxy)
+	c.xFields, c.xLinks = r.Header.Get("X-Fields"), r.Header.Get("X-Links")
 	if typ != "" {
 		ch, err := s.neg.Negotiate(r.Header.Get("Accept"), mimetypes.Type(typ))
 		if err != nil {
@@ -174,17 +177,24 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request, c *call, base
 	return true
 }
 
-// write sends v in the negotiated representation.
+// write sends v in the negotiated representation, after the response
+// optimisation the caller asked for (X-Fields, X-Links).
 func (s *Server) write(w http.ResponseWriter, c *call, status int, v any) {
+	tree, err := hypermedia.Tree(v)
+	if err != nil {
+		s.log.Error("http: render response", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	tree = hypermedia.Select(tree, c.xFields, c.xLinks)
 	w.Header().Set("Content-Type", c.choice.ContentType)
 	w.WriteHeader(status)
-	var err error
 	if c.choice.Format == mimetypes.XML {
-		err = xml.NewEncoder(w).Encode(v)
+		err = xml.NewEncoder(w).Encode(tree)
 	} else {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		err = enc.Encode(v)
+		err = enc.Encode(tree)
 	}
 	if err != nil {
 		s.log.Warn("http: write response", "err", err)

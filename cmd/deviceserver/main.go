@@ -76,6 +76,7 @@ func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (op
 	fs.StringVar(&c.CoAPAddr, "coap", env("DS_COAP_ADDR", ":5683"), "CoAP/UDP listen address for devices (DS_COAP_ADDR)")
 	fs.StringVar(&o.coaps, "coaps", env("DS_COAPS_ADDR", ":5684"), "CoAP/DTLS listen address (DS_COAPS_ADDR); reserved: DTLS is not served yet")
 	fs.StringVar(&c.DataDir, "data-dir", env("DS_DATA_DIR", "./data"), "directory of the embedded store (DS_DATA_DIR)")
+	fs.StringVar(&c.ModelsDir, "models-dir", env("DS_MODELS_DIR", ""), "folder of OMA DDF XML object definitions to load at start (DS_MODELS_DIR)")
 	fs.StringVar(&c.Synchronous, "sync", env("DS_SYNC", "NORMAL"), "SQLite synchronous mode: NORMAL survives a process kill, FULL also power loss (DS_SYNC)")
 	fs.StringVar(&c.AdminKey, "admin-key", env("DS_ADMIN_KEY", ""), "administrator access key to create or reset at start (DS_ADMIN_KEY)")
 	fs.StringVar(&c.AdminSecret, "admin-secret", env("DS_ADMIN_SECRET", ""), "secret of --admin-key (DS_ADMIN_SECRET)")

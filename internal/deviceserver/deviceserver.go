@@ -30,6 +30,7 @@ type Config struct {
 	HTTPAddr        string
 	CoAPAddr        string
 	DataDir         string
+	ModelsDir       string // folder of OMA DDF XML files loaded as built-ins; "" for none
 	Synchronous     string // SQLite synchronous mode: NORMAL or FULL
 	AdminKey        string
 	AdminSecret     string
@@ -75,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	if inst.store, err = sqlite.Open(ctx, cfg.DataDir, sqlite.Options{Synchronous: cfg.Synchronous, Logger: log}); err != nil {
 		return nil, fmt.Errorf("deviceserver: %w", err)
 	}
-	models, err := loadModels(ctx, inst.store)
+	models, err := loadModels(ctx, inst.store, cfg.ModelsDir)
 	if err != nil {
 		return nil, err
 	}
@@ -168,12 +169,27 @@ func (inst *Instance) Close() error {
 	return errors.Join(errs...)
 }
 
-// loadModels builds the object registry: built-ins plus every
-// organisation's stored definitions.
-func loadModels(ctx context.Context, st *sqlite.Store) (*model.Registry, error) {
+// loadModels builds the object registry: the embedded built-ins, then the
+// models folder (its definitions replace embedded ones of the same ID and
+// are visible to every organisation), then every organisation's own.
+func loadModels(ctx context.Context, st *sqlite.Store, dir string) (*model.Registry, error) {
 	builtins, err := model.Builtins()
 	if err != nil {
 		return nil, fmt.Errorf("deviceserver: built-in objects: %w", err)
+	}
+	if dir != "" {
+		extra, err := model.LoadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("deviceserver: --models-dir: %w", err)
+		}
+		byID := map[uint16]*model.Object{}
+		for _, o := range append(builtins, extra...) {
+			byID[o.ID] = o
+		}
+		builtins = builtins[:0]
+		for _, o := range byID {
+			builtins = append(builtins, o)
+		}
 	}
 	reg := model.NewRegistry(builtins)
 	custom, err := st.ListObjectDefinitions(ctx)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -27,8 +28,10 @@ func Builtins() ([]*Object, error) {
 }
 
 // LoadDir parses every *.xml file in dir (not its subfolders) and returns
-// the definitions sorted by ID. Two files defining the same object are an
-// error, because which one was meant cannot be told.
+// the definitions sorted by ID. When several files define the same object,
+// as the OMA registry does with "3.xml" beside "3-1_0.xml", the newest
+// ObjectVersion wins; two definitions of the same version are an error,
+// because which one was meant cannot be told.
 func LoadDir(dir string) ([]*Object, error) {
 	objs, err := loadFS(os.DirFS(dir), ".")
 	if err != nil {
@@ -43,8 +46,11 @@ func loadFS(fsys fs.FS, dir string) ([]*Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	var objs []*Object
-	from := make(map[uint16]string)
+	type source struct {
+		obj  *Object
+		file string
+	}
+	byID := make(map[uint16]source)
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || !strings.EqualFold(path.Ext(name), ".xml") {
@@ -55,12 +61,18 @@ func loadFS(fsys fs.FS, dir string) ([]*Object, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		for _, o := range parsed {
-			if prev, dup := from[o.ID]; dup {
-				return nil, fmt.Errorf("%s: object %d already defined in %s", name, o.ID, prev)
+			prev, dup := byID[o.ID]
+			switch {
+			case !dup || compareVersions(o.Version, prev.obj.Version) > 0:
+				byID[o.ID] = source{o, name}
+			case compareVersions(o.Version, prev.obj.Version) == 0:
+				return nil, fmt.Errorf("%s: object %d version %s already defined in %s", name, o.ID, o.Version, prev.file)
 			}
-			from[o.ID] = name
-			objs = append(objs, o)
 		}
+	}
+	objs := make([]*Object, 0, len(byID))
+	for _, src := range byID {
+		objs = append(objs, src.obj)
 	}
 	slices.SortFunc(objs, func(a, b *Object) int { return cmp.Compare(a.ID, b.ID) })
 	return objs, nil
@@ -78,4 +90,22 @@ func loadFile(fsys fs.FS, name string) ([]*Object, error) {
 		return nil, fmt.Errorf("parse DDF: %w", err)
 	}
 	return objs, nil
+}
+
+// compareVersions orders dotted versions numerically ("1.10" > "1.9").
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if c := cmp.Compare(x, y); c != 0 {
+			return c
+		}
+	}
+	return 0
 }

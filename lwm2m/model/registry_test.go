@@ -99,8 +99,8 @@ func TestLoadDir(t *testing.T) {
 		}, []uint16{20000, 30000}, ""},
 		{"bad file named", map[string]string{"good.xml": valid, "broken.xml": ddfDoc("1", item("1", "A", "R", "Double"))},
 			nil, "broken.xml: parse DDF: object 1: resource 1: lwm2m: unknown data type"},
-		{"duplicate across files", map[string]string{"a.xml": valid, "b.xml": valid},
-			nil, "b.xml: object 30000 already defined in a.xml"},
+		{"same version twice", map[string]string{"a.xml": valid, "b.xml": valid},
+			nil, "b.xml: object 30000 version 1.0 already defined in a.xml"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,12 +142,23 @@ func TestLoadDirMissing(t *testing.T) {
 	}
 }
 
-func TestLoadDirOMACore(t *testing.T) {
-	// The mirror keeps older versions beside the newest, so loading it as a
-	// models folder must be refused rather than pick a version silently.
-	_, err := LoadDir(filepath.Join(omaModels, "core"))
-	if err == nil || !strings.Contains(err.Error(), "already defined in") {
-		t.Fatalf("error %v, want a duplicate definition", err)
+func TestLoadDirOMAFolders(t *testing.T) {
+	// The mirror keeps older versions beside the newest ("3-1_0.xml" next to
+	// "3.xml"): the newest ObjectVersion must win.
+	for _, folder := range []string{"core", "registry"} {
+		objs, err := LoadDir(filepath.Join(omaModels, folder))
+		if err != nil {
+			t.Fatalf("%s: %v", folder, err)
+		}
+		for _, o := range objs {
+			if o.ID == 3 && o.Version != "1.2" {
+				t.Errorf("%s: object 3 version %s, want the newest 1.2", folder, o.Version)
+			}
+		}
+		t.Logf("%s: %d objects", folder, len(objs))
+	}
+	if compareVersions("1.10", "1.9") <= 0 || compareVersions("2", "1.9") <= 0 || compareVersions("1.0", "1") != 0 {
+		t.Error("compareVersions is not numeric")
 	}
 }
 
