@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/gorilla/mux"
+
 	"github.com/deviceserver/deviceserver/hypermedia"
 	mt "github.com/deviceserver/deviceserver/mimetypes"
 )
@@ -189,4 +191,27 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 	}
 	s.write(w, c, http.StatusOK, rep)
+}
+
+// Route is one method and path template the API serves.
+type Route struct {
+	Method, Path string
+}
+
+// Routes lists every route, so that documentation and tests can be
+// checked against what the router really serves.
+func (s *Server) Routes() []Route {
+	var out []Route
+	_ = s.router.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := rt.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := rt.GetMethods()
+		for _, m := range methods {
+			out = append(out, Route{Method: m, Path: tpl})
+		}
+		return nil
+	})
+	return out
 }
