@@ -42,12 +42,14 @@ const (
 	pathClientMetric  = "/clients/{client}/metrics/{metric}"
 	pathConfiguration = "/configuration"
 	pathBootstrap     = "/configuration/bootstrap"
+	pathOpenAPI       = "/openapi.json"
 )
 
 func (s *Server) routes() {
 	s.public(pathRoot, http.MethodGet, mt.API, s.root)
 	s.public(pathVersions, http.MethodGet, mt.Versions, s.versions)
 	s.public(pathToken, http.MethodPost, mt.OAuthToken, s.token)
+	s.public(pathOpenAPI, http.MethodGet, "", s.openAPI)
 
 	s.route(pathAccessKeys, http.MethodGet, mt.AccessKeys, s.listAccessKeys)
 	s.route(pathAccessKeys, http.MethodPost, mt.AccessKey, s.createAccessKey)

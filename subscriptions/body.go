@@ -264,4 +264,3 @@ func drain(r io.ReadCloser) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
 	_ = r.Close()
 }
-

@@ -96,7 +96,6 @@ func (f *filter) changed(recs []lwm2m.Record) bool {
 	return false
 }
 
-
 func sameValue(a, b any) bool {
 	switch x := a.(type) {
 	case []byte:
@@ -228,7 +227,6 @@ func toDevice(want, written lwm2m.Attributes) (lwm2m.Attributes, bool) {
 	}
 	return w, !sameAttributes(written.Overlay(w), written)
 }
-
 
 func sameAttributes(a, b lwm2m.Attributes) bool {
 	return samePtr(a.Pmin, b.Pmin) && samePtr(a.Pmax, b.Pmax) && samePtr(a.Epmin, b.Epmin) && samePtr(a.Epmax, b.Epmax) &&

@@ -20,6 +20,7 @@ import (
 	"github.com/deviceserver/deviceserver/hypermedia"
 	"github.com/deviceserver/deviceserver/lwm2m/endpoint"
 	"github.com/deviceserver/deviceserver/lwm2m/model"
+	"github.com/deviceserver/deviceserver/lwm2m/security"
 	"github.com/deviceserver/deviceserver/server"
 	"github.com/deviceserver/deviceserver/storage/sqlite"
 	"github.com/deviceserver/deviceserver/subscriptions"
@@ -86,6 +87,10 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	if inst.Credentials != nil && cfg.Out != nil {
 		fmt.Fprintf(cfg.Out, "Administrator access key (shown once, keep it):\n  key:    %s\n  secret: %s\n", inst.Credentials.Key, inst.Credentials.Secret)
 	}
+	ca, err := security.LoadOrCreateCA(ctx, inst.store, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("deviceserver: %w", err)
+	}
 	tokenKey, err := signingKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -114,8 +119,9 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	inst.CoAPAddr = inst.endpoint.Addr()
 
 	api := server.New(server.Config{
-		Store: inst.store, Models: models, Devices: inst.endpoint, Subscriptions: inst.engine,
-		TokenKey: tokenKey, AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, TrustProxy: cfg.TrustProxy, Logger: log,
+		Store: inst.store, Models: models, Devices: inst.endpoint, Subscriptions: inst.engine, Metrics: inst.endpoint, CA: ca,
+		Bootstrap: server.BootstrapInfo{CoAPURI: "coap://" + inst.CoAPAddr.String()}, TokenKey: tokenKey,
+		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, TrustProxy: cfg.TrustProxy, Logger: log,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

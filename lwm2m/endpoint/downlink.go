@@ -125,17 +125,26 @@ func (s *Server) do(ctx context.Context, st *clientState, rq request) (*response
 		req.SetContentFormat(message.MediaType(rq.cf))
 		req.SetBody(bytes.NewReader(rq.payload))
 	}
+	sent := wireSize(req) // before Do, which may split the body into blocks
 	resp, err := cc.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+			// The request went out (perhaps several times) but no
+			// exchange completed: bytes, not a transaction.
+			s.countSent(st, sent)
 			return nil, opError(rq.op, rq.path, lwm2m.ErrTimeout)
 		case ctx.Err() != nil:
+			s.countSent(st, sent)
 			return nil, opError(rq.op, rq.path, ctx.Err())
 		}
 		return nil, opError(rq.op, rq.path, err)
 	}
 	defer cc.ReleaseMessage(resp)
+	if resp.Type() == message.Confirmable {
+		sent += emptyACKSize // a separate response, which go-coap acknowledges
+	}
+	s.countExchange(st, sent, wireSize(resp))
 	out, err := readResponse(resp)
 	if err != nil {
 		return nil, opError(rq.op, rq.path, err)

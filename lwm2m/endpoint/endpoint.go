@@ -126,6 +126,11 @@ type Server struct {
 	tokens     map[string]*observation // observation token → observation
 	transports map[string]*transport   // by name ("udp")
 
+	// orgTraffic holds each organisation's traffic counters (traffic.go);
+	// entries are never removed, so totals outlive registrations.
+	orgMu      sync.Mutex
+	orgTraffic map[string]*counters
+
 	events chan Event
 	done   chan struct{} // closed when serving has stopped; emit gives up then
 
@@ -157,6 +162,9 @@ type client struct {
 	obsLoaded bool                        // obs reflects the store; guarded by mu
 
 	state atomic.Pointer[clientState]
+
+	traffic    counters  // this registration's traffic (traffic.go)
+	orgTraffic *counters // the organisation's, shared with its other clients
 }
 
 // clientState is an immutable snapshot of a client's registration and how
@@ -208,6 +216,7 @@ func New(cfg Config, store storage.Store, models Models, onEvent EventHandler) *
 		byAddr:     make(map[string]*client),
 		tokens:     make(map[string]*observation),
 		transports: make(map[string]*transport),
+		orgTraffic: make(map[string]*counters),
 		events:     make(chan Event, eventQueueLen),
 		done:       make(chan struct{}),
 	}
@@ -372,7 +381,7 @@ func (s *Server) preload(ctx context.Context) error {
 }
 
 func (s *Server) addStored(reg lwm2m.Registration) {
-	c := &client{id: reg.ID, org: reg.Organisation, endpoint: reg.Endpoint}
+	c := &client{id: reg.ID, org: reg.Organisation, endpoint: reg.Endpoint, orgTraffic: s.orgCounters(reg.Organisation)}
 	p := peer{t: s.transports[reg.Transport]}
 	if ap, err := netip.ParseAddrPort(reg.Address); err == nil {
 		p.addr = net.UDPAddrFromAddrPort(ap)

@@ -57,15 +57,21 @@ func (s *Server) handler(t *transport) func(w *responseWriter, r *pool.Message) 
 			s.reply(w, codes.NotFound, "")
 			return
 		}
+		var c *client // the registration the request was for, once accepted
 		switch {
 		case n == 1 && code == codes.POST:
-			s.serveRegister(t, w, r)
+			c = s.serveRegister(t, w, r)
 		case n == 2 && code == codes.POST:
-			s.serveUpdate(t, w, r, string(segs[1]))
+			c = s.serveUpdate(t, w, r, string(segs[1]))
 		case n == 2 && code == codes.DELETE:
-			s.serveDeregister(t, w, r, string(segs[1]))
+			c = s.serveDeregister(t, w, r, string(segs[1]))
 		default:
 			s.reply(w, codes.MethodNotAllowed, "")
+		}
+		if c != nil {
+			// Counted before go-coap sends the response, so a device that
+			// has its answer sees the exchange in the counters.
+			c.account(responseSize(r, w), wireSize(r))
 		}
 	}
 }
@@ -118,88 +124,100 @@ func peerOf(t *transport, w *responseWriter, r *pool.Message) (peer, error) {
 	return p, nil
 }
 
-func (s *Server) serveRegister(t *transport, w *responseWriter, r *pool.Message) {
+// serveRegister answers a Register; it returns the client when registered.
+func (s *Server) serveRegister(t *transport, w *responseWriter, r *pool.Message) *client {
 	payload, err := readBody(r)
 	if err != nil {
 		s.reply(w, codes.BadRequest, "cannot read payload")
-		return
+		return nil
 	}
 	p, err := parseRegister(queries(r), payload)
 	if err != nil {
 		s.log.Debug("bad register", "from", w.Conn().RemoteAddr().String(), "err", err)
 		s.reply(w, codes.BadRequest, err.Error())
-		return
+		return nil
 	}
 	org, err := t.organisation(w.Conn())
 	if err != nil {
 		s.log.Info("register rejected", "endpoint", p.Endpoint, "err", err)
 		s.reply(w, codes.Forbidden, "")
-		return
+		return nil
 	}
 	pr, err := peerOf(t, w, r)
 	if err != nil {
 		s.reply(w, codes.BadRequest, err.Error())
-		return
+		return nil
 	}
-	reg, err := s.register(r.Context(), org, p, pr)
+	c, reg, err := s.register(r.Context(), org, p, pr)
 	if err != nil {
 		s.log.Error("register", "endpoint", p.Endpoint, "err", err)
 		s.reply(w, codes.InternalServerError, "")
-		return
+		return nil
 	}
 	s.log.Debug("registered", "id", reg.ID, "endpoint", reg.Endpoint, "addr", reg.Address)
 	s.reply(w, codes.Created, "",
 		message.Option{ID: message.LocationPath, Value: []byte("rd")},
 		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)})
+	return c
 }
 
-func (s *Server) serveUpdate(t *transport, w *responseWriter, r *pool.Message, id string) {
+// serveUpdate answers an Update; it returns the client when updated.
+func (s *Server) serveUpdate(t *transport, w *responseWriter, r *pool.Message, id string) *client {
 	payload, err := readBody(r)
 	if err != nil {
 		s.reply(w, codes.BadRequest, "cannot read payload")
-		return
+		return nil
 	}
 	p, err := parseUpdate(queries(r), payload)
 	if err != nil {
 		s.reply(w, codes.BadRequest, err.Error())
-		return
+		return nil
 	}
 	org, err := t.organisation(w.Conn())
 	if err != nil {
 		s.reply(w, codes.Forbidden, "")
-		return
+		return nil
 	}
 	pr, err := peerOf(t, w, r)
 	if err != nil {
 		s.reply(w, codes.BadRequest, err.Error())
-		return
+		return nil
 	}
+	// Looked up first: the update may race with a removal, and the
+	// exchange still belongs to the registration it was made with.
+	c := s.lookup(id)
 	if _, err := s.update(r.Context(), org, id, p, pr); err != nil {
 		if errors.Is(err, errNotRegistered) {
 			s.reply(w, codes.NotFound, "")
-			return
+			return nil
 		}
 		s.log.Error("update", "id", id, "err", err)
 		s.reply(w, codes.InternalServerError, "")
-		return
+		return nil
 	}
 	s.reply(w, codes.Changed, "")
+	return c
 }
 
-func (s *Server) serveDeregister(t *transport, w *responseWriter, r *pool.Message, id string) {
+// serveDeregister answers a De-register; it returns the client when
+// de-registered.
+func (s *Server) serveDeregister(t *transport, w *responseWriter, r *pool.Message, id string) *client {
 	org, err := t.organisation(w.Conn())
 	if err != nil {
 		s.reply(w, codes.Forbidden, "")
-		return
+		return nil
 	}
+	// Looked up first: a successful De-register removes it from the index.
+	c := s.lookup(id)
 	if _, err := s.deregister(r.Context(), org, id, t); err != nil {
 		if errors.Is(err, errNotRegistered) {
 			s.reply(w, codes.NotFound, "")
-			return
+			return nil
 		}
 		s.log.Error("deregister", "id", id, "err", err)
 		s.reply(w, codes.InternalServerError, "")
-		return
+		return nil
 	}
 	s.reply(w, codes.Deleted, "")
+	return c
 }

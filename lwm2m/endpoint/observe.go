@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	coapobs "github.com/plgd-dev/go-coap/v3/net/observation"
@@ -240,6 +241,14 @@ func (s *Server) handleNotification(t *transport, cc net.Addr, r *pool.Message) 
 		// A token only counts in the security context of its registration.
 		return
 	}
+	// Counted whatever becomes of its content (stale, undecodable): the
+	// device sent it. A confirmable one gets go-coap's empty ACK, since
+	// this handler sets no response.
+	var ack int64
+	if r.Type() == message.Confirmable {
+		ack = emptyACKSize
+	}
+	c.account(ack, wireSize(r))
 	now := time.Now()
 	resp, err := readResponse(r)
 	if err != nil {

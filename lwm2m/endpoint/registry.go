@@ -15,8 +15,9 @@ import (
 // (answered 4.04).
 var errNotRegistered = errors.New("not registered")
 
-// register creates or replaces the registration of (org, p.Endpoint).
-func (s *Server) register(ctx context.Context, org string, p regParams, pr peer) (lwm2m.Registration, error) {
+// register creates or replaces the registration of (org, p.Endpoint) and
+// returns it with its client.
+func (s *Server) register(ctx context.Context, org string, p regParams, pr peer) (*client, lwm2m.Registration, error) {
 	key := endpointKey(org, p.Endpoint)
 	for {
 		s.mu.Lock()
@@ -25,7 +26,7 @@ func (s *Server) register(ctx context.Context, org string, p regParams, pr peer)
 		if created {
 			// A new endpoint: nothing stored to load, so observations are
 			// known (none) from the start.
-			c = &client{id: newID(), org: org, endpoint: p.Endpoint, obsLoaded: true}
+			c = &client{id: newID(), org: org, endpoint: p.Endpoint, obsLoaded: true, orgTraffic: s.orgCounters(org)}
 			s.byEndpoint[key] = c
 			s.byID[c.id] = c
 		}
@@ -39,7 +40,7 @@ func (s *Server) register(ctx context.Context, org string, p regParams, pr peer)
 		}
 		reg, err := s.registerLocked(ctx, c, created, p, pr)
 		c.mu.Unlock()
-		return reg, err
+		return c, reg, err
 	}
 }
 

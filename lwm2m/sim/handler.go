@@ -654,4 +654,3 @@ func (d *Device) writeAttributes(req *request) (*response, error) {
 	d.log.Info("write-attributes", "path", p.String(), "attributes", strings.Join(a.Query(), "&"))
 	return &response{code: codes.Changed}, nil
 }
-

@@ -300,4 +300,3 @@ func coerce(p lwm2m.Path, v any) (any, error) {
 	}
 	return lwm2m.CoerceValue(d.typ, normalize(v))
 }
-

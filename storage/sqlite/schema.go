@@ -90,6 +90,30 @@ CREATE TABLE observations (
 	PRIMARY KEY (client_id, path)
 );
 `,
+		// 2: device identities (DTLS PSKs, issued certificates) and
+		// server-wide settings such as the CA.
+		`
+CREATE TABLE psk_identities (
+	identity        TEXT PRIMARY KEY,
+	organisation_id TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	doc             TEXT NOT NULL
+);
+CREATE INDEX psk_identities_organisation ON psk_identities (organisation_id, created_at);
+
+CREATE TABLE certificates (
+	id              TEXT PRIMARY KEY,
+	organisation_id TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	doc             TEXT NOT NULL
+);
+CREATE INDEX certificates_organisation ON certificates (organisation_id, created_at);
+
+CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
+`,
 	}
 }
 

@@ -37,6 +37,9 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	}
 	stats := storage.DeliveryStats{Delivered: 12, Dropped: 3, LastError: "timeout", LastSuccess: now.Add(time.Minute)}
 	obs := storage.Observation{ClientID: "reg-2", Path: "/3303/0/5700", Token: []byte{0xca, 0xfe}}
+	psk := pskIdentity("psk-1", org.ID, now)
+	cert := certificate("0a1b", org.ID, "dev-1", now)
+	setting := []byte("ca pem\x00")
 	var outbox []storage.Notification
 	for i := range 10 {
 		outbox = append(outbox, notification(subs[i%2].ID, fmt.Sprint("d", i), i))
@@ -58,6 +61,9 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	}
 	must(t, s.AddDeliveryStats(ctx, subs[0].ID, stats), "AddDeliveryStats")
 	must(t, s.PutObservation(ctx, obs), "PutObservation")
+	must(t, s.CreatePSKIdentity(ctx, psk), "CreatePSKIdentity")
+	must(t, s.CreateCertificate(ctx, cert), "CreateCertificate")
+	must(t, s.PutSetting(ctx, "ca", setting), "PutSetting")
 	must(t, s.Enqueue(ctx, outbox[:6]), "Enqueue")
 	must(t, s.Enqueue(ctx, outbox[6:]), "Enqueue")
 	// Acknowledge the first two of sub-org (outbox[0] and [2]).
@@ -103,6 +109,15 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	gotObs, err := s.ListObservations(ctx, obs.ClientID)
 	must(t, err, "ListObservations after reopen")
 	wantEqual(t, gotObs, []storage.Observation{obs}, "ListObservations after reopen")
+	gotPSK, err := s.GetPSKIdentity(ctx, psk.Identity)
+	must(t, err, "GetPSKIdentity after reopen")
+	wantEqual(t, gotPSK, psk, "GetPSKIdentity after reopen")
+	gotCert, err := s.GetCertificate(ctx, cert.ID)
+	must(t, err, "GetCertificate after reopen")
+	wantEqual(t, gotCert, cert, "GetCertificate after reopen")
+	gotSetting, err := s.GetSetting(ctx, "ca")
+	must(t, err, "GetSetting after reopen")
+	wantEqual(t, gotSetting, setting, "GetSetting after reopen")
 
 	wantPending := map[string][]storage.Notification{
 		subs[0].ID: {outbox[4], outbox[6], outbox[8]},

@@ -49,6 +49,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"OutboxSeqNeverReused", testOutboxSeqNeverReused},
 		{"DeleteSubscriptionDeletesOutboxAndStats", testDeleteSubscriptionDeletesOutboxAndStats},
 		{"Observations", testObservations},
+		{"PSKIdentities", testPSKIdentities},
+		{"Certificates", testCertificates},
+		{"Settings", testSettings},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"ConcurrentRegistrationOutcomes", testConcurrentRegistrationOutcomes},
 	}
