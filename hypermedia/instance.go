@@ -302,8 +302,13 @@ func typedValue(t lwm2m.DataType, v any) (any, error) {
 			}
 		}
 	case lwm2m.TypeBoolean:
-		if b, ok := v.(bool); ok {
-			return b, nil
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case string: // XML bodies carry every value as text
+			if b, err := strconv.ParseBool(x); err == nil {
+				return b, nil
+			}
 		}
 	case lwm2m.TypeOpaque:
 		if s, ok := v.(string); ok {

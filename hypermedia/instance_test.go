@@ -237,7 +237,7 @@ func TestParseResourceFields(t *testing.T) {
 		{"boolean for an integer", server, `{"Lifetime":true}`, false, nil, []string{"Lifetime"}},
 		{"integer overflow", server, `{"Lifetime":9223372036854775808}`, false, nil, []string{"Lifetime"}},
 		{"boolean", server, `{"NotificationStoringWhenDisabledOrOffline":true}`, false, []lwm2m.Record{rec(srv(6), true)}, nil},
-		{"string for a boolean", server, `{"NotificationStoringWhenDisabledOrOffline":"true"}`, false, nil,
+		{"non-boolean string for a boolean", server, `{"NotificationStoringWhenDisabledOrOffline":"yes"}`, false, nil,
 			[]string{"NotificationStoringWhenDisabledOrOffline"}},
 		{"number for a boolean", server, `{"NotificationStoringWhenDisabledOrOffline":1}`, false, nil,
 			[]string{"NotificationStoringWhenDisabledOrOffline"}},

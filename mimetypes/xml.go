@@ -6,7 +6,7 @@
 // XML shows exactly the members JSON shows, in the same order:
 //
 //   - The document is the declaration <?xml version="1.0" encoding="UTF-8"?>
-//     and one root element, named by XMLName; no indentation.
+//     and one root element, named by XMLName, then a newline; no indentation.
 //   - An object member Name: value is <Name>value</Name>; a nested object is
 //     <Name> with one child element per member. A member whose name is not
 //     an XML name (ASCII letter or _ then letters, digits, _ - .), such as the
@@ -18,14 +18,16 @@
 //   - An array is one element per item, named by the singular of the array's
 //     name: "ies" becomes "y", "sses" becomes "ss", otherwise a final "s" is
 //     dropped (Properties → Property, InvalidFields → InvalidField); a name
-//     that does not end in a plural "s" gives "Item". Items of "Items" are
-//     named by the singular of the root: Clients → Client.
+//     that does not end in a plural "s" ("Value", "Address") gives "Item".
+//     Items of "Items" are named by the singular of the root: Clients →
+//     Client, ResourcesCreated → ResourceCreated, API → Item.
 //   - Items of a "Links" array that are links (objects holding only string
 //     rel, href, type and title) are <Link rel=".." href=".." type=".."
 //     title=".."/>, empty attributes left out.
 //   - Scalars are text: strings escaped, numbers as their JSON text,
 //     booleans true/false. nil, "", empty arrays and empty objects are an
-//     empty element <Name/>.
+//     empty element <Name/>. Characters XML cannot carry (invalid UTF-8,
+//     most control characters) become U+FFFD.
 //
 // Decoding is the inverse, so that everything the server writes it reads
 // back: an element with no child elements is its text (an empty element is
@@ -46,6 +48,7 @@ package mimetypes
 import (
 	"bytes"
 	"encoding"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -343,27 +346,31 @@ func (e *xmlEncoder) leaf(elem, name string, keyed bool, s string) {
 }
 
 // link writes v as <elem rel=".." .../> when it is a link: an object of
-// non-empty strings named by linkAttrs.
+// strings named by linkAttrs, not all empty.
 func (e *xmlEncoder) link(elem string, v any) bool {
 	var vals [len(linkAttrs)]string
+	var seen [len(linkAttrs)]bool
+	set := func(name string, v any) bool {
+		i := linkAttrIndex(name)
+		s, ok := v.(string)
+		if i < 0 || !ok || seen[i] {
+			return false
+		}
+		vals[i], seen[i] = s, true
+		return true
+	}
 	switch x := v.(type) {
 	case hypermedia.Object:
 		for _, f := range x {
-			i := linkAttrIndex(f.Name)
-			s, ok := f.Value.(string)
-			if i < 0 || !ok || vals[i] != "" || s == "" {
+			if !set(f.Name, f.Value) {
 				return false
 			}
-			vals[i] = s
 		}
 	case map[string]any:
 		for k, fv := range x {
-			i := linkAttrIndex(k)
-			s, ok := fv.(string)
-			if i < 0 || !ok || s == "" {
+			if !set(k, fv) {
 				return false
 			}
-			vals[i] = s
 		}
 	default:
 		return false
@@ -780,6 +787,9 @@ func (j *jsonWriter) value(tree any, t reflect.Type, path string, quoted bool) e
 	case reflect.Slice, reflect.Array:
 		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && !unmarshals(t.Elem()) {
 			if !isText {
+				return mismatch(path, t)
+			}
+			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 				return mismatch(path, t)
 			}
 			j.str(s) // []byte is base64 text in JSON too

@@ -479,24 +479,26 @@ func TestNegotiation(t *testing.T) {
 		status                               int
 		wantCT                               string
 	}{
-		{"client list as XML", "GET", "/clients", "application/xml", "", "", 406, ""},
+		{"client list as XML", "GET", "/clients", "application/xml", "", "", 200, "application/vnd.imgtec.clients+xml"},
 		{"client list newer version", "GET", "/clients", "application/vnd.imgtec.clients-v2+json", "", "", 406, ""},
 		{"client list as HTML", "GET", "/clients", "text/html", "", "", 406, ""},
 		{"client list, q=0 JSON", "GET", "/clients", "application/json;q=0", "", "", 406, ""},
 		{"client list as JSON", "GET", "/clients", "application/json", "", "", 200, "application/vnd.imgtec.clients+json"},
-		{"client list, browser Accept", "GET", "/clients", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", "", 200,
-			"application/vnd.imgtec.clients+json"},
+		{"client list, browser Accept (XML outranks */*)", "GET", "/clients", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", "", 200,
+			"application/vnd.imgtec.clients+xml"},
 		{"client versioned", "GET", "/clients/c-01", "application/vnd.imgtec.client-v1", "", "", 200, "application/vnd.imgtec.client-v1+json"},
 		{"client asked as another type", "GET", "/clients/c-01", "application/vnd.imgtec.accesskey", "", "", 406, ""},
-		{"instance as XML", "GET", dev0, "application/vnd.oma.lwm2m.device+xml", "", "", 406, ""},
+		{"instance as XML", "GET", dev0, "application/vnd.oma.lwm2m.device+xml", "", "", 200, "application/vnd.oma.lwm2m.device+xml"},
+		{"instance as a newer XML version", "GET", dev0, "application/vnd.oma.lwm2m.device-v2+xml", "", "", 406, ""},
 		{"instance as another object's type", "GET", dev0, "application/vnd.oma.lwm2m.temperature", "", "", 406, ""},
 		{"instances list as the single type", "GET", temps, "application/vnd.oma.lwm2m.temperature", "", "", 406, ""},
 		{"token as XML", "POST", "/oauth/token", "application/xml", "application/x-www-form-urlencoded",
-			"grant_type=password&username=" + adminKey + "&password=" + adminSecret, 406, ""},
-		{"root as XML", "GET", "/", "application/xml", "", "", 406, ""},
+			"grant_type=password&username=" + adminKey + "&password=" + adminSecret, 406, "application/vnd.imgtec.error+xml"},
+		{"root as XML", "GET", "/", "application/xml", "", "", 200, "application/vnd.imgtec.api+xml"},
 		{"write with another object's type", "PUT", dev0, "", tempType, `{"UTCOffset":"Z"}`, 415, ""},
 		{"write as text", "PUT", dev0, "", "text/plain", `{"UTCOffset":"Z"}`, 415, ""},
-		{"write as XML", "PUT", dev0, "", "application/xml", `<Device/>`, 415, ""},
+		{"write as XML with an unknown field", "PUT", dev0, "", "application/xml", `<Device><Nope>1</Nope></Device>`, 400, "application/vnd.imgtec.badrequest+json"},
+		{"error in XML when XML is asked", "PUT", dev0, "application/xml", "application/xml", `<Device><Nope>1</Nope></Device>`, 400, "application/vnd.imgtec.badrequest+xml"},
 		{"write without Content-Type", "PUT", dev0, "", "", `{"UTCOffset":"Z"}`, 415, ""},
 		{"write a newer version", "PUT", dev0, "", "application/vnd.oma.lwm2m.device-v2+json", `{"UTCOffset":"Z"}`, 415, ""},
 		{"create with the list type", "POST", temps, "", "application/vnd.oma.lwm2m.temperatures+json", `{}`, 415, ""},
@@ -591,7 +593,7 @@ func TestRequestIDEcho(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			extra := []string{"X-Client-RequestId", "rq-" + strings.ReplaceAll(tt.name, " ", "-")}
 			if tt.status == http.StatusNotAcceptable {
-				extra = append(extra, "Accept", "application/xml")
+				extra = append(extra, "Accept", "text/html")
 			}
 			r := e.do(t, tt.token, tt.method, tt.path, tt.ct, tt.body, extra...)
 			if r.Status != tt.status {

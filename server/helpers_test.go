@@ -314,7 +314,7 @@ type resp struct {
 }
 
 // vendorJSON is what every response body's Content-Type must be.
-var vendorJSON = regexp.MustCompile(`^application/vnd\.(imgtec|oma\.lwm2m)\.[a-z0-9.]+(-v[0-9]+)?\+json$`)
+var vendorJSON = regexp.MustCompile(`^application/vnd\.(imgtec|oma\.lwm2m)\.[a-z0-9.]+(-v[0-9]+)?\+(json|xml)$`)
 
 // do sends a request (target relative to the server or absolute); extra
 // holds header name/value pairs. Every answer is checked for what holds
@@ -366,7 +366,7 @@ func (e *env) do(t testing.TB, token, method, target, contentType, body string, 
 			t.Errorf("%s %s: OAuth error Content-Type %q, want application/json (RFC 6749)", method, target, ct)
 		}
 	case !vendorJSON.MatchString(ct):
-		t.Errorf("%s %s: %d Content-Type %q is not a vendor +json type", method, target, res.StatusCode, ct)
+		t.Errorf("%s %s: %d Content-Type %q is not a vendor +json/+xml type", method, target, res.StatusCode, ct)
 	}
 	if len(raw) > 0 && strings.Contains(ct, "json") {
 		if err := json.Unmarshal(raw, &out.Body); err != nil {

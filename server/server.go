@@ -7,9 +7,9 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -71,7 +71,9 @@ type Server struct {
 	cfg    Config
 	router *mux.Router
 	neg    mimetypes.Negotiator
-	log    *slog.Logger
+	// jsonOnly negotiates routes whose standard fixes JSON.
+	jsonOnly mimetypes.Negotiator
+	log      *slog.Logger
 }
 
 // New builds the router.
@@ -91,7 +93,8 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, router: mux.NewRouter(), neg: mimetypes.Negotiator{Formats: []mimetypes.Format{mimetypes.JSON}}, log: cfg.Logger}
+	s := &Server{cfg: cfg, router: mux.NewRouter(), neg: mimetypes.Negotiator{Formats: []mimetypes.Format{mimetypes.JSON, mimetypes.XML}},
+		jsonOnly: mimetypes.Negotiator{Formats: []mimetypes.Format{mimetypes.JSON}}, log: cfg.Logger}
 	s.routes()
 	return s
 }
@@ -108,7 +111,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	s.router.ServeHTTP(w, r)
+	s.router.ServeHTTP(&acceptWriter{ResponseWriter: w, accept: r.Header.Get("Accept")}, r)
 }
 
 // call carries what every handler needs about the request.
@@ -156,7 +159,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, typ string, c *ca
 	c.base = hypermedia.BaseURL(r, s.cfg.TrustProxy)
 	c.xFields, c.xLinks = r.Header.Get("X-Fields"), r.Header.Get("X-Links")
 	if typ != "" {
-		ch, err := s.neg.Negotiate(r.Header.Get("Accept"), mimetypes.Type(typ))
+		neg := s.neg
+		if typ == mimetypes.OAuthToken {
+			neg = s.jsonOnly // RFC 6749: token responses are JSON
+		}
+		ch, err := neg.Negotiate(r.Header.Get("Accept"), mimetypes.Type(typ))
 		if err != nil {
 			s.errorBody(w, r, http.StatusNotAcceptable, "none of the Accept types can be produced; this resource is "+mimetypes.Type(typ)+"+json")
 			return
@@ -190,7 +197,7 @@ func (s *Server) write(w http.ResponseWriter, c *call, status int, v any) {
 	w.Header().Set("Content-Type", c.choice.ContentType)
 	w.WriteHeader(status)
 	if c.choice.Format == mimetypes.XML {
-		err = xml.NewEncoder(w).Encode(tree)
+		err = mimetypes.EncodeXML(w, mimetypes.XMLName(c.choice.ContentType), tree)
 	} else {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
@@ -216,9 +223,7 @@ const (
 )
 
 func (s *Server) badRequest(w http.ResponseWriter, code int, msg string, fields ...string) {
-	w.Header().Set("Content-Type", mimetypes.Type(mimetypes.BadRequest)+"+json")
-	w.WriteHeader(http.StatusBadRequest)
-	_ = json.NewEncoder(w).Encode(badRequestBody{ErrorCode: code, ErrorMessage: msg, InvalidFields: fields})
+	s.writeError(w, http.StatusBadRequest, mimetypes.BadRequest, badRequestBody{ErrorCode: code, ErrorMessage: msg, InvalidFields: fields})
 }
 
 // errorBody is the small body of non-400 errors.
@@ -227,12 +232,30 @@ func (s *Server) errorBody(w http.ResponseWriter, r *http.Request, status int, m
 		s.badRequest(w, codeInvalidFields, msg)
 		return
 	}
-	w.Header().Set("Content-Type", mimetypes.Type(mimetypes.Error)+"+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
+	s.writeError(w, status, mimetypes.Error, struct {
 		ErrorCode    int    `json:"ErrorCode"`
 		ErrorMessage string `json:"ErrorMessage"`
 	}{status, msg})
+}
+
+// acceptWriter carries the request's Accept header to the error writers,
+// which are called from deep inside handlers without the request.
+type acceptWriter struct {
+	http.ResponseWriter
+	accept string
+}
+
+// writeError sends an error body in XML when the caller's Accept prefers
+// XML, else in JSON (also when nothing fits: an error must still be read).
+func (s *Server) writeError(w http.ResponseWriter, status int, name string, body any) {
+	base := mimetypes.Type(name)
+	c := &call{choice: mimetypes.Choice{Format: mimetypes.JSON, ContentType: base + "+json"}}
+	if aw, ok := w.(*acceptWriter); ok {
+		if ch, err := s.neg.Negotiate(aw.accept, base); err == nil {
+			c.choice = ch
+		}
+	}
+	s.write(w, c, status, body)
 }
 
 // fail maps an error from the store, the device side or the engine onto a status.
@@ -301,33 +324,52 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, types
 
 // decodeBodyAs is decodeBody for full vendor base types.
 func (s *Server) decodeBodyAs(w http.ResponseWriter, r *http.Request, v any, bases ...string) bool {
-	if _, err := s.neg.RequestFormat(r.Header.Get("Content-Type"), bases...); err != nil {
-		s.errorBody(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be one of %s or application/json", strings.Join(bases, ", ")))
+	format, err := s.neg.RequestFormat(r.Header.Get("Content-Type"), bases...)
+	if err != nil {
+		s.errorBody(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be one of %s (+json or +xml), application/json or application/xml", strings.Join(bases, ", ")))
 		return false
 	}
-	dec := json.NewDecoder(r.Body)
+	if format == mimetypes.XML {
+		err = mimetypes.DecodeXML(r.Body, v)
+	} else {
+		err = decodeJSON(r.Body, v)
+	}
+	if err == nil {
+		return true
+	}
+	var mbe *http.MaxBytesError
+	var te *json.UnmarshalTypeError
+	var xe *mimetypes.XMLFieldError
+	switch {
+	case errors.As(err, &mbe):
+		s.errorBody(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
+	case errors.As(err, &xe) && xe.Unknown:
+		s.badRequest(w, codeInvalidFields, "unknown field", xe.Field)
+	case errors.As(err, &xe):
+		s.badRequest(w, codeInvalidFields, "invalid fields", xe.Field)
+	case errors.As(err, &te) && te.Field != "": // "": the body itself has the wrong JSON type
+		s.badRequest(w, codeInvalidFields, "invalid fields", te.Field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		s.badRequest(w, codeInvalidFields, "unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
+	default:
+		s.badRequest(w, codeMalformed, "malformed body: "+err.Error())
+	}
+	return false
+}
+
+// decodeJSON reads exactly one JSON value into v; unknown fields are an
+// error unless v is a generic map (instance bodies, checked by name later).
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	if _, ok := v.(*map[string]any); !ok {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			s.errorBody(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
-		case errors.As(err, &te) && te.Field != "": // "": the body itself has the wrong JSON type
-			s.badRequest(w, codeInvalidFields, "invalid fields", te.Field)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			s.badRequest(w, codeInvalidFields, "unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
-		default:
-			s.badRequest(w, codeMalformed, "malformed body: "+err.Error())
-		}
-		return false
+		return err
 	}
 	if dec.More() {
-		s.badRequest(w, codeMalformed, "malformed body: trailing data after the JSON value")
-		return false
+		return errors.New("trailing data after the JSON value")
 	}
-	return true
+	return nil
 }
