@@ -40,46 +40,94 @@ const Newest = 1
 
 // Names of the API's resources; Type returns their media type.
 const (
-	API                = "api"
-	OAuthToken         = "oauthtoken"
-	AccessKey          = "accesskey"
-	AccessKeys         = "accesskeys"
-	Client             = "client"
-	Clients            = "clients"
-	ObjectType         = "objecttype"
-	ObjectTypes        = "objecttypes"
-	ObjectDefinition   = "objectdefinition"
-	ObjectDefinitions  = "objectdefinitions"
-	Subscription       = "subscription"
-	Subscriptions      = "subscriptions"
-	Metric             = "metric"
-	Metrics            = "metrics"
-	Configuration      = "configuration"
-	Bootstrap          = "bootstrap"
-	Identities         = "identities"
-	PSKIdentity        = "pskidentity"
-	PSKIdentities      = "pskidentities"
-	Certificate        = "certificate"
-	Certificates       = "certificates"
-	Version            = "version"
-	Versions           = "versions"
-	Group              = "group"
-	Groups             = "groups"
-	ResourceCreated    = "resourcecreated"
-	ResourcesCreated   = "resourcescreated"
-	BadRequest         = "badrequest"
-	Notification       = "notification"
-	Notifications      = "notifications"
-	Error              = "error"
-	subscriptionPrefix = OMA
+	API               = "api"
+	OAuthToken        = "oauthtoken"
+	AccessKey         = "accesskey"
+	AccessKeys        = "accesskeys"
+	Client            = "client"
+	Clients           = "clients"
+	ObjectType        = "objecttype"
+	ObjectTypes       = "objecttypes"
+	ObjectDefinition  = "objectdefinition"
+	ObjectDefinitions = "objectdefinitions"
+	Subscription      = "subscription"
+	Subscriptions     = "subscriptions"
+	Metric            = "metric"
+	Metrics           = "metrics"
+	Configuration     = "configuration"
+	Bootstrap         = "bootstrap"
+	Identities        = "identities"
+	PSKIdentity       = "pskidentity"
+	PSKIdentities     = "pskidentities"
+	Certificate       = "certificate"
+	Certificates      = "certificates"
+	Version           = "version"
+	Versions          = "versions"
+	Group             = "group"
+	Groups            = "groups"
+	ResourceCreated   = "resourcecreated"
+	ResourcesCreated  = "resourcescreated"
+	BadRequest        = "badrequest"
+	Notification      = "notification"
+	Notifications     = "notifications"
+	Error             = "error"
 )
+
+// Resource is one entry of the vendor media-type registry: a singular
+// name and, for resources that come in lists, a plural one. Lower-cased,
+// the names are the media-type names; as written, they are XML element names.
+type Resource struct {
+	Singular, Plural string
+	Prefix           string // Imgtec or OMA
+	Versions         []int  // representation versions served; the last is the newest
+}
+
+// registry is every vendor type of the API (object instances add their own
+// from their definitions). It is a constant table.
+var registry = []Resource{
+	{"API", "", Imgtec, []int{1}},
+	{"OAuthToken", "", Imgtec, []int{1}},
+	{"AccessKey", "AccessKeys", Imgtec, []int{1}},
+	{"Client", "Clients", Imgtec, []int{1}},
+	{"ObjectType", "ObjectTypes", Imgtec, []int{1}},
+	{"ObjectDefinition", "ObjectDefinitions", Imgtec, []int{1}},
+	{"Subscription", "Subscriptions", OMA, []int{1}},
+	{"Metric", "Metrics", Imgtec, []int{1}},
+	{"Configuration", "", Imgtec, []int{1}},
+	{"Bootstrap", "", Imgtec, []int{1}},
+	{"Identities", "", Imgtec, []int{1}},
+	{"PSKIdentity", "PSKIdentities", Imgtec, []int{1}},
+	{"Certificate", "Certificates", Imgtec, []int{1}},
+	{"Version", "Versions", Imgtec, []int{1}},
+	{"Group", "Groups", Imgtec, []int{1}},
+	{"ResourceCreated", "ResourcesCreated", Imgtec, []int{1}},
+	{"BadRequest", "", Imgtec, []int{1}},
+	{"Notification", "Notifications", Imgtec, []int{1}},
+	{"Error", "", Imgtec, []int{1}},
+}
+
+// Registry returns every vendor type of the API.
+func Registry() []Resource { return append([]Resource(nil), registry...) }
+
+// lookup finds a registry entry by singular or plural name, case-insensitively.
+func lookup(name string) (r Resource, elem string, ok bool) {
+	for _, e := range registry {
+		switch {
+		case strings.EqualFold(name, e.Singular):
+			return e, e.Singular, true
+		case e.Plural != "" && strings.EqualFold(name, e.Plural):
+			return e, e.Plural, true
+		}
+	}
+	return Resource{}, "", false
+}
 
 // Type returns the vendor media type of a resource name, without suffixes:
 // subscriptions are application/vnd.oma.lwm2m.*, everything else
 // application/vnd.imgtec.*.
 func Type(name string) string {
-	if name == Subscription || name == Subscriptions {
-		return subscriptionPrefix + name
+	if e, _, ok := lookup(name); ok {
+		return e.Prefix + strings.ToLower(name)
 	}
 	return Imgtec + name
 }

@@ -78,26 +78,6 @@ const itemFallback = "Item"
 // linkAttrs are the attributes of a <Link/>, in the order they are written.
 var linkAttrs = [...]string{"rel", "href", "type", "title"}
 
-// xmlNames spells the root elements of the API's resource names, which
-// capitalising the first letter would get wrong (AccessKeys, PSKIdentity).
-var xmlNames = map[string]string{
-	API: "API", OAuthToken: "OAuthToken",
-	AccessKey: "AccessKey", AccessKeys: "AccessKeys",
-	Client: "Client", Clients: "Clients",
-	ObjectType: "ObjectType", ObjectTypes: "ObjectTypes",
-	ObjectDefinition: "ObjectDefinition", ObjectDefinitions: "ObjectDefinitions",
-	Subscription: "Subscription", Subscriptions: "Subscriptions",
-	Metric: "Metric", Metrics: "Metrics",
-	Configuration: "Configuration", Bootstrap: "Bootstrap", Identities: "Identities",
-	PSKIdentity: "PSKIdentity", PSKIdentities: "PSKIdentities",
-	Certificate: "Certificate", Certificates: "Certificates",
-	Version: "Version", Versions: "Versions",
-	Group: "Group", Groups: "Groups",
-	ResourceCreated: "ResourceCreated", ResourcesCreated: "ResourcesCreated",
-	BadRequest: "BadRequest", Notification: "Notification", Notifications: "Notifications",
-	Error: "Error",
-}
-
 // XMLName returns the root element name for a vendor media type or resource
 // name: "application/vnd.imgtec.client-v1+xml" → "Client", "pskidentities"
 // → "PSKIdentities", "application/vnd.oma.lwm2m.device" → "Device".
@@ -117,8 +97,8 @@ func XMLName(typeOrName string) string {
 	if i := strings.LastIndex(name, "-v"); i > 0 && isDigits(name[i+2:]) {
 		name = name[:i]
 	}
-	if known, ok := xmlNames[strings.ToLower(name)]; ok {
-		return known
+	if _, elem, ok := lookup(name); ok {
+		return elem
 	}
 	if name == "" {
 		return itemFallback

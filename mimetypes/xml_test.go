@@ -116,9 +116,14 @@ func TestXMLName(t *testing.T) {
 			t.Errorf("XMLName(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
-	for name := range xmlNames {
-		if got := XMLName(Type(name)); !isName(got) || !strings.EqualFold(got, name) {
-			t.Errorf("XMLName(Type(%q)) = %q", name, got)
+	for _, e := range Registry() {
+		for _, name := range []string{e.Singular, e.Plural} {
+			if name == "" {
+				continue
+			}
+			if got := XMLName(Type(strings.ToLower(name))); got != name {
+				t.Errorf("XMLName(Type(%q)) = %q", name, got)
+			}
 		}
 	}
 }

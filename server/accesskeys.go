@@ -26,10 +26,14 @@ type listRep[T any] struct {
 
 func (s *Server) accessKeyRep(c *call, k storage.AccessKey) accessKeyRep {
 	self := href(c.base, pathAccessKey, k.Key)
-	return accessKeyRep{Name: k.Name, Key: k.Key, Links: hypermedia.Links{}.
+	rep := accessKeyRep{Name: k.Name, Key: k.Key, Links: hypermedia.Links{}.
 		Add("self", self, mt.Type(mt.AccessKey)).
-		Add("update", self, mt.Type(mt.AccessKey)).
-		Add("remove", self, "")}
+		Add("update", self, mt.Type(mt.AccessKey))}
+	// A key cannot delete itself, so its own representation offers no remove.
+	if k.Key != c.auth.key() {
+		rep.Links = rep.Links.Add("remove", self, "")
+	}
+	return rep
 }
 
 // page answers a list request with one page of all (400 for invalid
