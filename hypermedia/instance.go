@@ -322,6 +322,10 @@ func typedValue(t lwm2m.DataType, v any) (any, error) {
 			if tm, err := time.Parse(time.RFC3339, x); err == nil {
 				return tm.UTC(), nil
 			}
+			// Unix seconds as text, as XML carries the JSON number form.
+			if i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64); err == nil {
+				return time.Unix(i, 0).UTC(), nil
+			}
 		case json.Number:
 			if i, err := x.Int64(); err == nil {
 				return time.Unix(i, 0).UTC(), nil

@@ -257,6 +257,34 @@ func (n Negotiator) Negotiate(accept, base string) (Choice, error) {
 	return Choice{}, ErrNotAcceptable
 }
 
+// AskedFormat returns the format that the highest ranked range of an Accept
+// header names, among those the negotiator produces: a vendor type
+// (application/vnd.*) of any resource with +json or +xml (without a suffix,
+// JSON), application/json, application/xml or text/xml. ok is false when no range names one
+// (*/*, text/html, absent). Error bodies use it, so that a caller who asked
+// for XML reads the error in XML even when its Accept names another resource.
+func (n Negotiator) AskedFormat(accept string) (f Format, ok bool) {
+	for _, r := range parseAccept(accept) {
+		if r.q == 0 {
+			continue
+		}
+		vendor := strings.HasPrefix(r.typ, "application/vnd.")
+		switch {
+		case r.typ == "application/json", vendor && strings.HasSuffix(r.typ, "+json"):
+			f, ok = JSON, true
+		case r.typ == "application/xml", r.typ == "text/xml", vendor && strings.HasSuffix(r.typ, "+xml"):
+			f, ok = XML, true
+		case vendor && !strings.Contains(r.typ, "+"):
+			f, ok = JSON, true
+		}
+		if ok && n.can(f) {
+			return f, true
+		}
+		ok = false
+	}
+	return 0, false
+}
+
 // matchVendor interprets what follows the base type: "", "+json", "-v1", "-v1+xml".
 func (n Negotiator) matchVendor(base, rest string) (Choice, bool) {
 	version := ""

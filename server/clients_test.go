@@ -489,7 +489,7 @@ func TestNegotiation(t *testing.T) {
 		{"client versioned", "GET", "/clients/c-01", "application/vnd.imgtec.client-v1", "", "", 200, "application/vnd.imgtec.client-v1+json"},
 		{"client asked as another type", "GET", "/clients/c-01", "application/vnd.imgtec.accesskey", "", "", 406, ""},
 		{"instance as XML", "GET", dev0, "application/vnd.oma.lwm2m.device+xml", "", "", 200, "application/vnd.oma.lwm2m.device+xml"},
-		{"instance as a newer XML version", "GET", dev0, "application/vnd.oma.lwm2m.device-v2+xml", "", "", 406, ""},
+		{"instance as a newer XML version", "GET", dev0, "application/vnd.oma.lwm2m.device-v2+xml", "", "", 406, "application/vnd.imgtec.error+xml"},
 		{"instance as another object's type", "GET", dev0, "application/vnd.oma.lwm2m.temperature", "", "", 406, ""},
 		{"instances list as the single type", "GET", temps, "application/vnd.oma.lwm2m.temperature", "", "", 406, ""},
 		{"token as XML", "POST", "/oauth/token", "application/xml", "application/x-www-form-urlencoded",

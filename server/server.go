@@ -246,13 +246,15 @@ type acceptWriter struct {
 }
 
 // writeError sends an error body in XML when the caller's Accept prefers
-// XML, else in JSON (also when nothing fits: an error must still be read).
+// XML (application/xml or any vendor +xml type), else in JSON (also when
+// nothing fits: an error must still be read).
 func (s *Server) writeError(w http.ResponseWriter, status int, name string, body any) {
 	base := mimetypes.Type(name)
 	c := &call{choice: mimetypes.Choice{Format: mimetypes.JSON, ContentType: base + "+json"}}
 	if aw, ok := w.(*acceptWriter); ok {
-		if ch, err := s.neg.Negotiate(aw.accept, base); err == nil {
-			c.choice = ch
+		// Accept names the resource's type, not the error's: its format counts.
+		if f, ok := s.neg.AskedFormat(aw.accept); ok {
+			c.choice = mimetypes.Choice{Format: f, ContentType: base + f.Suffix()}
 		}
 	}
 	s.write(w, c, status, body)
