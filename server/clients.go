@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -102,9 +103,11 @@ func (s *Server) getClient(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 }
 
-// forgetter is implemented by a device side that caches registrations.
+// forgetter is implemented by a device side that keeps registrations
+// itself (the CoAP endpoint): it must drop them too, or the device's next
+// Update would bring the registration back.
 type forgetter interface {
-	Forget(clientID string)
+	Forget(ctx context.Context, clientID string) error
 }
 
 // deleteClient forgets the registration: the device must register again.
@@ -113,12 +116,15 @@ func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	if err := s.cfg.Store.DeleteRegistration(r.Context(), reg.ID); err != nil {
+	var err error
+	if f, ok := s.cfg.Devices.(forgetter); ok {
+		err = f.Forget(r.Context(), reg.ID)
+	} else {
+		err = s.cfg.Store.DeleteRegistration(r.Context(), reg.ID)
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if f, ok := s.cfg.Devices.(forgetter); ok {
-		f.Forget(reg.ID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

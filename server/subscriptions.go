@@ -201,23 +201,19 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, c *c
 
 // createOrgSubscription: lifecycle events of every client of the organisation.
 func (s *Server) createOrgSubscription(w http.ResponseWriter, r *http.Request, c *call) {
-	sub, ok := s.newSubscription(w, r, c)
-	if !ok {
-		return
-	}
-	if sub.Property != "" {
-		s.badRequest(w, codeInvalidFields, "Property belongs to instance subscriptions", "Property")
-		return
-	}
-	s.createSubscription(w, r, c, sub)
+	s.createLifecycleSubscription(w, r, c, "")
 }
 
 // createClientSubscription: one client's lifecycle events.
 func (s *Server) createClientSubscription(w http.ResponseWriter, r *http.Request, c *call) {
-	reg, ok := s.registration(w, r, c)
-	if !ok {
-		return
+	if reg, ok := s.registration(w, r, c); ok {
+		s.createLifecycleSubscription(w, r, c, reg.ID)
 	}
+}
+
+// createLifecycleSubscription creates an organisation-level (clientID "")
+// or client-level subscription; Property belongs to instances only.
+func (s *Server) createLifecycleSubscription(w http.ResponseWriter, r *http.Request, c *call, clientID string) {
 	sub, ok := s.newSubscription(w, r, c)
 	if !ok {
 		return
@@ -226,7 +222,7 @@ func (s *Server) createClientSubscription(w http.ResponseWriter, r *http.Request
 		s.badRequest(w, codeInvalidFields, "Property belongs to instance subscriptions", "Property")
 		return
 	}
-	sub.ClientID = reg.ID
+	sub.ClientID = clientID
 	s.createSubscription(w, r, c, sub)
 }
 

@@ -203,3 +203,25 @@ func TestDeviceAndApplicationEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteClientForgetsTheDevice: after DELETE /clients/{id} the device's
+// next Update is refused (so it registers again) instead of reviving the
+// deleted registration.
+func TestDeleteClientForgetsTheDevice(t *testing.T) {
+	srv := testserver.Start(t)
+	api := testserver.Client{T: t, Token: srv.Token(t)}
+	dev := startDevice(t, srv, sim.Config{Endpoint: "to-forget", Lifetime: 60, Light: true})
+	client := find(t, api.Get(srv.URL+"/clients?name=to-forget").Body, "Name", "to-forget")
+	self := testserver.Link(t, client, "self")
+	if r := api.Do(http.MethodDelete, testserver.Link(t, client, "remove"), "", nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.Status, r.Raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := dev.Update(ctx, false); err == nil {
+		t.Error("the device's Update after the delete was accepted")
+	}
+	if r := api.Do(http.MethodGet, self, "", nil); r.Status != http.StatusNotFound {
+		t.Errorf("client after delete and update: %d, want 404", r.Status)
+	}
+}

@@ -165,8 +165,28 @@ func (s *Server) deregister(ctx context.Context, org, id string, t *transport) (
 	return st.reg, nil
 }
 
-// removeLocked deletes c's registration and observations and emits ev.
-// c.mu is held.
+// Forget drops a registration without telling anyone (no event): an
+// administrator removed the client, and the device must register again —
+// its next Update gets 4.04, which makes LwM2M clients register.
+func (s *Server) Forget(ctx context.Context, clientID string) error {
+	c := s.lookup(clientID)
+	if c == nil {
+		return fmt.Errorf("endpoint: forget %s: %w", clientID, lwm2m.ErrClientNotFound)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state.Load()
+	if c.removed || st == nil {
+		return fmt.Errorf("endpoint: forget %s: %w", clientID, lwm2m.ErrClientNotFound)
+	}
+	if err := s.removeLocked(ctx, c, st, 0, time.Now()); err != nil {
+		return fmt.Errorf("endpoint: forget %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// removeLocked deletes c's registration and observations and emits ev
+// (none when ev is 0). c.mu is held.
 func (s *Server) removeLocked(ctx context.Context, c *client, st *clientState, ev EventType, now time.Time) error {
 	if err := s.store.DeleteRegistration(ctx, c.id); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("delete registration: %w", err)
@@ -176,7 +196,9 @@ func (s *Server) removeLocked(ctx context.Context, c *client, st *clientState, e
 	s.mu.Lock()
 	s.unindexLocked(c, st)
 	s.mu.Unlock()
-	s.emit(Event{Type: ev, Registration: st.reg, Time: now})
+	if ev != 0 {
+		s.emit(Event{Type: ev, Registration: st.reg, Time: now})
+	}
 	return nil
 }
 
