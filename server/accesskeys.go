@@ -114,7 +114,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, c *call
 		}
 	}
 	secret := randomID(24)
-	hash, err := HashSecret(secret)
+	hash, err := HashSecret(secret, s.cfg.HashCost)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -161,9 +161,13 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// HashSecret returns the salted hash under which a secret is stored.
-func HashSecret(secret string) ([]byte, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.DefaultCost)
+// HashSecret returns the salted bcrypt hash under which a secret is stored;
+// cost 0 means bcrypt's default.
+func HashSecret(secret string, cost int) ([]byte, error) {
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(secret), cost)
 	if err != nil {
 		return nil, fmt.Errorf("server: hash secret: %w", err)
 	}
@@ -180,7 +184,8 @@ type Credentials struct {
 // the credentials so the caller can print them once. When key and secret
 // are given for an existing store, that key is created in (or its secret
 // reset for) the administrator organisation, so scripts can always log in.
-func Bootstrap(ctx context.Context, st storage.Store, key, secret string, now time.Time) (adminOrg string, created *Credentials, err error) {
+// hashCost is the bcrypt cost (0: the default).
+func Bootstrap(ctx context.Context, st storage.Store, key, secret string, now time.Time, hashCost int) (adminOrg string, created *Credentials, err error) {
 	orgs, err := st.ListOrganisations(ctx)
 	if err != nil {
 		return "", nil, fmt.Errorf("server: bootstrap: %w", err)
@@ -206,7 +211,7 @@ func Bootstrap(ctx context.Context, st storage.Store, key, secret string, now ti
 	if key == "" || secret == "" {
 		return adminOrg, created, nil
 	}
-	hash, err := HashSecret(secret)
+	hash, err := HashSecret(secret, hashCost)
 	if err != nil {
 		return "", nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/deviceserver/deviceserver/server"
 	"github.com/deviceserver/deviceserver/storage/sqlite"
@@ -286,7 +287,7 @@ func TestBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	org, creds, err := server.Bootstrap(ctx, st, "", "", time.Now())
+	org, creds, err := server.Bootstrap(ctx, st, "", "", time.Now(), bcrypt.MinCost)
 	if err != nil || org == "" || creds == nil || creds.Key == "" || creds.Secret == "" {
 		t.Fatalf("first start: %q %+v %v", org, creds, err)
 	}
@@ -294,7 +295,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || k.OrganisationID != org || strings.Contains(string(k.SecretHash), creds.Secret) {
 		t.Fatalf("stored key %+v, %v: want the secret only as a hash", k, err)
 	}
-	again, creds2, err := server.Bootstrap(ctx, st, "", "", time.Now())
+	again, creds2, err := server.Bootstrap(ctx, st, "", "", time.Now(), bcrypt.MinCost)
 	if err != nil || again != org || creds2 != nil {
 		t.Errorf("second start: %q %+v %v; want the same organisation and no new credentials", again, creds2, err)
 	}

@@ -214,7 +214,7 @@ func newEnv(t testing.TB, opts ...func(*server.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = engine.Close() })
-	cfg := server.Config{Store: st, Models: models, Devices: e.dev, Subscriptions: engine, TokenKey: tokenKey,
+	cfg := server.Config{Store: st, Models: models, Devices: e.dev, Subscriptions: engine, TokenKey: tokenKey, HashCost: bcrypt.MinCost,
 		Now: e.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(&cfg)

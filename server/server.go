@@ -62,6 +62,7 @@ type Config struct {
 	RefreshTTL    time.Duration // refresh token lifetime (default 30 days)
 	TrustProxy    bool          // honour X-Forwarded-Proto / X-Forwarded-Host
 	MaxBodyBytes  int64         // request body limit (default 1 MiB)
+	HashCost      int           // bcrypt cost of new secrets (0: bcrypt's default; tests lower it)
 	Logger        *slog.Logger
 	Now           func() time.Time
 }

@@ -42,6 +42,7 @@ type Config struct {
 	ExpiryInterval  time.Duration
 	TrustProxy      bool
 	WebhookRetryMax int
+	SecretHashCost  int // bcrypt cost of stored secrets; 0 = bcrypt's default (tests lower it)
 	Logger          *slog.Logger
 	// Out receives the first-start administrator credentials (printed once).
 	Out io.Writer
@@ -81,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if inst.AdminOrg, inst.Credentials, err = server.Bootstrap(ctx, inst.store, cfg.AdminKey, cfg.AdminSecret, time.Now().UTC()); err != nil {
+	if inst.AdminOrg, inst.Credentials, err = server.Bootstrap(ctx, inst.store, cfg.AdminKey, cfg.AdminSecret, time.Now().UTC(), cfg.SecretHashCost); err != nil {
 		return nil, fmt.Errorf("deviceserver: %w", err)
 	}
 	if inst.Credentials != nil && cfg.Out != nil {
@@ -122,6 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 		Store: inst.store, Models: models, Devices: inst.endpoint, Subscriptions: inst.engine, Metrics: inst.endpoint, CA: ca,
 		Bootstrap: server.BootstrapInfo{CoAPURI: "coap://" + inst.CoAPAddr.String()}, TokenKey: tokenKey,
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL, TrustProxy: cfg.TrustProxy, Logger: log,
+		HashCost: cfg.SecretHashCost,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

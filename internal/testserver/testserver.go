@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/deviceserver/deviceserver/internal/deviceserver"
 )
 
@@ -46,7 +48,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 		HTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", DataDir: t.TempDir(), Synchronous: "NORMAL",
 		AdminKey: AdminKey, AdminSecret: AdminSecret, RequestTimeout: 2 * time.Second,
 		ExpiryInterval: 100 * time.Millisecond, WebhookRetryMax: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The default bcrypt cost is for production; under -race it makes
+		// every token request take most of a second.
+		SecretHashCost: bcrypt.MinCost,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, o := range opts {
 		o(&cfg)
