@@ -420,12 +420,24 @@ func routeLocalAddr(listen, raddr *net.UDPAddr) *net.UDPAddr {
 
 func endpointKey(org, ep string) string { return org + "\x00" + ep }
 
-func addrKey(t *transport, a *net.UDPAddr) string { return t.name + " " + a.String() }
+func addrKey(t *transport, a *net.UDPAddr) string { return addrStrKey(t, a.String()) }
 
-// newID returns a random URL-safe registration ID (96 bits).
+// addrStrKey is addrKey for an address already formatted by UDPAddr.String.
+func addrStrKey(t *transport, addr string) string { return t.name + " " + addr }
+
+// newID returns a URL-safe registration ID: 48 bits of the time in
+// milliseconds, then 80 random bits. The time prefix keeps the IDs
+// created together close in the store's ID index, so that a group commit
+// of many registrations touches a few index pages instead of one page per
+// registration; the random part keeps IDs unguessable.
 func newID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 

@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
@@ -94,7 +95,7 @@ func (s *Server) reply(w *responseWriter, code codes.Code, msg string, opts ...m
 }
 
 func queries(r *pool.Message) []string {
-	var q []string
+	q := make([]string, 0, 8)
 	for _, o := range r.Options() {
 		if o.ID == message.URIQuery {
 			q = append(q, string(o.Value))
@@ -133,7 +134,9 @@ func (s *Server) serveRegister(t *transport, w *responseWriter, r *pool.Message)
 	}
 	p, err := parseRegister(queries(r), payload)
 	if err != nil {
-		s.log.Debug("bad register", "from", w.Conn().RemoteAddr().String(), "err", err)
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("bad register", "from", w.Conn().RemoteAddr().String(), "err", err)
+		}
 		s.reply(w, codes.BadRequest, err.Error())
 		return nil
 	}
@@ -154,7 +157,9 @@ func (s *Server) serveRegister(t *transport, w *responseWriter, r *pool.Message)
 		s.reply(w, codes.InternalServerError, "")
 		return nil
 	}
-	s.log.Debug("registered", "id", reg.ID, "endpoint", reg.Endpoint, "addr", reg.Address)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("registered", "id", reg.ID, "endpoint", reg.Endpoint, "addr", reg.Address)
+	}
 	s.reply(w, codes.Created, "",
 		message.Option{ID: message.LocationPath, Value: []byte("rd")},
 		message.Option{ID: message.LocationPath, Value: []byte(reg.ID)})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/deviceserver/deviceserver/lwm2m"
@@ -260,6 +261,9 @@ func parseLinks(payload []byte) (linkInfo, error) {
 			}
 			obj.Version = ver
 		}
+		if li.Objects == nil {
+			li.Objects = make([]lwm2m.LinkedObject, 0, len(links)-i)
+		}
 		li.Objects = append(li.Objects, obj)
 	}
 	return li, nil
@@ -319,10 +323,16 @@ func isDigits(s string) bool {
 }
 
 func hasWord(list, w string) bool {
-	for _, f := range strings.Fields(list) {
-		if f == w {
+	for list != "" {
+		i := strings.IndexFunc(list, unicode.IsSpace)
+		if i < 0 {
+			return list == w
+		}
+		if list[:i] == w {
 			return true
 		}
+		_, size := utf8.DecodeRuneInString(list[i:])
+		list = list[i+size:]
 	}
 	return false
 }

@@ -46,6 +46,7 @@ func (s *Server) register(ctx context.Context, org string, p regParams, pr peer)
 
 func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p regParams, pr peer) (lwm2m.Registration, error) {
 	now := time.Now()
+	addr := pr.addr.String()
 	reg := lwm2m.Registration{
 		ID:             c.id,
 		Organisation:   c.org,
@@ -58,7 +59,7 @@ func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p 
 		RootPath:       p.Links.RootPath,
 		ContentFormats: p.Links.ContentFormats,
 		Objects:        p.Links.Objects,
-		Address:        pr.addr.String(),
+		Address:        addr,
 		Transport:      pr.t.name,
 		RegisteredAt:   now,
 		LastUpdate:     now,
@@ -79,7 +80,7 @@ func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p 
 	if old != nil {
 		s.unindexAddrLocked(c, old)
 	}
-	s.byAddr[addrKey(pr.t, pr.addr)] = c
+	s.byAddr[addrStrKey(pr.t, addr)] = c
 	s.mu.Unlock()
 
 	if !created {
@@ -140,7 +141,7 @@ func (s *Server) update(ctx context.Context, org, id string, p regParams, pr pee
 	if old.peer.addr == nil || !old.peer.addr.IP.Equal(pr.addr.IP) || old.peer.addr.Port != pr.addr.Port {
 		s.mu.Lock()
 		s.unindexAddrLocked(c, old)
-		s.byAddr[addrKey(pr.t, pr.addr)] = c
+		s.byAddr[addrStrKey(pr.t, reg.Address)] = c
 		s.mu.Unlock()
 	}
 	s.emit(Event{Type: EventUpdated, Registration: reg, Time: now})
