@@ -132,15 +132,7 @@ func (s *Server) createAccessKey(w http.ResponseWriter, r *http.Request, c *call
 
 // orgKey loads a key of the caller's organisation; other tenants' keys are 404.
 func (s *Server) orgKey(w http.ResponseWriter, r *http.Request, c *call) (storage.AccessKey, bool) {
-	k, err := s.cfg.Store.GetAccessKey(r.Context(), c.vars["key"])
-	if err == nil && k.OrganisationID != c.auth.Org {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return k, false
-	}
-	return k, true
+	return owned(s, w, r, c, c.vars["key"], s.cfg.Store.GetAccessKey, func(v storage.AccessKey) string { return v.OrganisationID })
 }
 
 func (s *Server) getAccessKey(w http.ResponseWriter, r *http.Request, c *call) {

@@ -86,15 +86,7 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request, c *call) {
 
 // registration loads a registration of the caller's organisation.
 func (s *Server) registration(w http.ResponseWriter, r *http.Request, c *call) (lwm2m.Registration, bool) {
-	reg, err := s.cfg.Store.GetRegistration(r.Context(), c.vars["client"])
-	if err == nil && reg.Organisation != c.auth.Org {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return reg, false
-	}
-	return reg, true
+	return owned(s, w, r, c, c.vars["client"], s.cfg.Store.GetRegistration, func(v lwm2m.Registration) string { return v.Organisation })
 }
 
 func (s *Server) getClient(w http.ResponseWriter, r *http.Request, c *call) {

@@ -88,15 +88,7 @@ func (s *Server) createPSK(w http.ResponseWriter, r *http.Request, c *call) {
 // orgPSK loads a PSK identity of the caller's organisation; other
 // tenants' identities are 404.
 func (s *Server) orgPSK(w http.ResponseWriter, r *http.Request, c *call) (storage.PSKIdentity, bool) {
-	p, err := s.cfg.Store.GetPSKIdentity(r.Context(), c.vars["identity"])
-	if err == nil && p.OrganisationID != c.auth.Org {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return p, false
-	}
-	return p, true
+	return owned(s, w, r, c, c.vars["identity"], s.cfg.Store.GetPSKIdentity, func(v storage.PSKIdentity) string { return v.OrganisationID })
 }
 
 func (s *Server) getPSK(w http.ResponseWriter, r *http.Request, c *call) {
@@ -219,15 +211,7 @@ func validSubject(v string) bool {
 // orgCertificate loads a certificate of the caller's organisation; other
 // tenants' certificates are 404.
 func (s *Server) orgCertificate(w http.ResponseWriter, r *http.Request, c *call) (storage.Certificate, bool) {
-	x, err := s.cfg.Store.GetCertificate(r.Context(), c.vars["certificate"])
-	if err == nil && x.OrganisationID != c.auth.Org {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return x, false
-	}
-	return x, true
+	return owned(s, w, r, c, c.vars["certificate"], s.cfg.Store.GetCertificate, func(v storage.Certificate) string { return v.OrganisationID })
 }
 
 func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, c *call) {

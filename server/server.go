@@ -376,3 +376,21 @@ func decodeJSON(body io.Reader, v any) error {
 	}
 	return nil
 }
+
+// owned loads the resource with id and answers 404 (false) unless it
+// belongs to the caller's organisation: the one place the tenant rule for
+// single resources lives, so that another tenant's resource is
+// indistinguishable from a missing one.
+func owned[T any](s *Server, w http.ResponseWriter, r *http.Request, c *call, id string,
+	get func(context.Context, string) (T, error), orgOf func(T) string) (T, bool) {
+	v, err := get(r.Context(), id)
+	if err == nil && orgOf(v) != c.auth.Org {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		var zero T
+		return zero, false
+	}
+	return v, true
+}

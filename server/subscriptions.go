@@ -301,15 +301,7 @@ func (s *Server) listInstanceSubscriptions(w http.ResponseWriter, r *http.Reques
 
 // orgSubscription loads a subscription of the caller's organisation.
 func (s *Server) orgSubscription(w http.ResponseWriter, r *http.Request, c *call) (storage.Subscription, bool) {
-	sub, err := s.cfg.Store.GetSubscription(r.Context(), c.vars["subscription"])
-	if err == nil && sub.OrganisationID != c.auth.Org {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return sub, false
-	}
-	return sub, true
+	return owned(s, w, r, c, c.vars["subscription"], s.cfg.Store.GetSubscription, func(v storage.Subscription) string { return v.OrganisationID })
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request, c *call) {
