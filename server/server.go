@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,27 +187,48 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request, c *call, base
 }
 
 // write sends v in the negotiated representation, after the response
-// optimisation the caller asked for (X-Fields, X-Links).
+// optimisation the caller asked for (X-Fields, X-Links). The body is
+// rendered before the status is sent, so a rendering error is a clean 500.
 func (s *Server) write(w http.ResponseWriter, c *call, status int, v any) {
-	tree, err := hypermedia.Tree(v)
+	body, err := s.render(c, v)
 	if err != nil {
 		s.log.Error("http: render response", "err", err)
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	tree = hypermedia.Select(tree, c.xFields, c.xLinks)
 	w.Header().Set("Content-Type", c.choice.ContentType)
 	w.WriteHeader(status)
-	if c.choice.Format == mimetypes.XML {
-		err = mimetypes.EncodeXML(w, mimetypes.XMLName(c.choice.ContentType), tree)
-	} else {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		err = enc.Encode(tree)
-	}
-	if err != nil {
+	if _, err := w.Write(body); err != nil {
 		s.log.Warn("http: write response", "err", err)
 	}
+}
+
+// render encodes v. Plain JSON needs nothing from the ordered tree, so it
+// is encoded directly; X-Fields, X-Links and XML go through the tree.
+func (s *Server) render(c *call, v any) ([]byte, error) {
+	if c.choice.Format == mimetypes.JSON && c.xFields == "" && c.xLinks == "" {
+		return encodeJSON(v)
+	}
+	tree, err := hypermedia.Tree(v)
+	if err != nil {
+		return nil, err
+	}
+	tree = hypermedia.Select(tree, c.xFields, c.xLinks)
+	if c.choice.Format == mimetypes.XML {
+		var b bytes.Buffer
+		err := mimetypes.EncodeXML(&b, mimetypes.XMLName(c.choice.ContentType), tree)
+		return b.Bytes(), err
+	}
+	return encodeJSON(tree)
+}
+
+// encodeJSON encodes v without HTML escaping (the API is not HTML).
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(v)
+	return b.Bytes(), err
 }
 
 // badRequestBody is the BadRequest representation of API.md section 1.
