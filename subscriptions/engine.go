@@ -412,9 +412,6 @@ func (e *Engine) subscription(ctx context.Context, id string) (storage.Subscript
 // Stats returns the subscription's delivery statistics and the number of
 // notifications waiting for delivery (outbox and in-memory queue).
 func (e *Engine) Stats(ctx context.Context, id string) (storage.DeliveryStats, int, error) {
-	if _, err := e.store.GetSubscription(ctx, id); err != nil {
-		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
-	}
 	// Drops not yet in the store are added from memory; dc.write keeps
 	// them from moving to the store in between (see dropCount).
 	e.mu.Lock()
@@ -424,8 +421,10 @@ func (e *Engine) Stats(ctx context.Context, id string) (storage.DeliveryStats, i
 		dc.write.Lock()
 		defer dc.write.Unlock()
 	}
+	// GetDeliveryStats also answers whether the subscription exists
+	// (ErrNotFound), so the subscription itself is not read again.
 	st, err := e.store.GetDeliveryStats(ctx, id)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil {
 		return storage.DeliveryStats{}, 0, fmt.Errorf("subscriptions: stats: %w", err)
 	}
 	n, err := e.store.PendingCount(ctx, id)
