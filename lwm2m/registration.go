@@ -29,6 +29,19 @@ type Registration struct {
 	RegisteredAt   time.Time       `json:"registeredAt"`
 	LastUpdate     time.Time       `json:"lastUpdate"`
 	ExpiresAt      time.Time       `json:"expiresAt"`
+	// Device is what the server read from the device's object 3 after the
+	// registration; nil until then. An Update keeps it, a Register does not.
+	Device *DeviceInfo `json:"device,omitempty"`
+}
+
+// DeviceInfo is the identity a device reports in object 3 (Device):
+// resources 0 (Manufacturer), 1 (Model Number), 2 (Serial Number) and
+// 3 (Firmware Version). Pre-subscription criteria match on it.
+type DeviceInfo struct {
+	Manufacturer    string `json:"manufacturer,omitempty"`
+	ModelNumber     string `json:"modelNumber,omitempty"`
+	SerialNumber    string `json:"serialNumber,omitempty"`
+	FirmwareVersion string `json:"firmwareVersion,omitempty"`
 }
 
 // LinkedObject is one object or object instance announced in the

@@ -151,6 +151,10 @@ func (f *fakeDevices) CancelObserve(_ context.Context, id string, p lwm2m.Path) 
 	return f.record(devCall{Op: "cancelobserve", Client: id, Path: p.String()})
 }
 
+func (f *fakeDevices) SetDeviceInfo(_ context.Context, id string, info lwm2m.DeviceInfo) (lwm2m.Registration, error) {
+	return lwm2m.Registration{ID: id, Device: &info}, f.record(devCall{Op: "setdeviceinfo", Client: id})
+}
+
 // take returns the calls made since the last take.
 func (f *fakeDevices) take() []devCall {
 	f.mu.Lock()

@@ -51,6 +51,7 @@ type RegistrationFilter struct {
 	Organisation string
 	Endpoint     string
 	Online       *bool     // true: ExpiresAt after Now; false: at or before
+	Group        string    // name of a group of Organisation: only its member endpoints
 	Now          time.Time // reference time for Online
 }
 
@@ -71,7 +72,13 @@ type Subscription struct {
 	Secret            string           `json:"secret,omitempty"`
 	BaseURL           string           `json:"baseUrl"`            // scheme://host of the API as the creator saw it, for hrefs in notifications
 	Criteria          *Criteria        `json:"criteria,omitempty"` // pre-subscriptions (organisation level)
-	CreatedAt         time.Time        `json:"createdAt"`
+	// Headers are sent with every webhook request (compatibility API
+	// callbacks carry the application's own headers).
+	Headers map[string]string `json:"headers,omitempty"`
+	// CompatID ties the subscriptions made from one compatibility-API
+	// (/m2m) subscription together; "" for the others.
+	CompatID  string    `json:"compatId,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // Criteria select the devices an organisation-level pre-subscription applies to.
@@ -90,6 +97,17 @@ type SubscriptionFilter struct {
 	ClientID       string
 	Path           string
 	Type           string
+	CompatID       string // "*": every subscription with a CompatID
+}
+
+// Group is a named set of endpoint names of one organisation. Membership
+// is by name, so a device can be put in a group before it ever registers.
+type Group struct {
+	ID             string    `json:"id"`
+	OrganisationID string    `json:"organisationId"`
+	Name           string    `json:"name"` // unique within the organisation
+	Endpoints      []string  `json:"endpoints"`
+	CreatedAt      time.Time `json:"createdAt"`
 }
 
 // DeliveryStats is the delivery state of one subscription.
@@ -102,11 +120,15 @@ type DeliveryStats struct {
 
 // Notification is one webhook notification waiting in the outbox.
 type Notification struct {
-	Seq            int64     `json:"seq"` // assigned by the store, increasing per store
-	SubscriptionID string    `json:"subscriptionId"`
-	DeliveryID     string    `json:"deliveryId"`
-	Body           []byte    `json:"body"` // one notification item, JSON
-	CreatedAt      time.Time `json:"createdAt"`
+	Seq            int64  `json:"seq"` // assigned by the store, increasing per store
+	SubscriptionID string `json:"subscriptionId"`
+	DeliveryID     string `json:"deliveryId"`
+	Body           []byte `json:"body"` // one notification item, JSON
+	// BatchID is set (MarkBatch) once the entry has been sent as part of a
+	// batch: the entries sharing it are always sent together, under it as
+	// the delivery ID, so that a receiver sees a repeat only with the same ID.
+	BatchID   string    `json:"batchId,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // Observation is a device observation the server holds, kept so that
@@ -195,6 +217,20 @@ type Store interface {
 	SubscriptionsWithPending(ctx context.Context) ([]string, error)
 	// Ack removes a subscription's outbox entries with Seq <= upTo.
 	Ack(ctx context.Context, subscriptionID string, upTo int64) error
+	// MarkBatch sets batchID on the subscription's outbox entries with
+	// Seq <= upTo that have no BatchID yet, durably.
+	MarkBatch(ctx context.Context, subscriptionID string, upTo int64, batchID string) error
+
+	// CreateGroup stores a new group; a group of the same organisation with
+	// the same Name is ErrConflict.
+	CreateGroup(ctx context.Context, g Group) error
+	GetGroup(ctx context.Context, id string) (Group, error)
+	// UpdateGroup replaces the group's Name and Endpoints (ErrConflict on a name clash).
+	UpdateGroup(ctx context.Context, g Group) error
+	// ListGroups returns an organisation's groups ordered by CreatedAt, or
+	// every organisation's for "".
+	ListGroups(ctx context.Context, organisationID string) ([]Group, error)
+	DeleteGroup(ctx context.Context, id string) error
 
 	CreatePSKIdentity(ctx context.Context, p PSKIdentity) error
 	GetPSKIdentity(ctx context.Context, identity string) (PSKIdentity, error)
@@ -212,6 +248,8 @@ type Store interface {
 	// CA's certificate and key; GetSetting of an unknown key is ErrNotFound.
 	GetSetting(ctx context.Context, key string) ([]byte, error)
 	PutSetting(ctx context.Context, key string, value []byte) error
+	// DeleteSetting removes a setting; an unknown key is ErrNotFound.
+	DeleteSetting(ctx context.Context, key string) error
 
 	PutObservation(ctx context.Context, o Observation) error
 	ListObservations(ctx context.Context, clientID string) ([]Observation, error)

@@ -16,6 +16,10 @@ import (
 // Device is the device-management API the engine observes through
 // (satisfied by the CoAP endpoint).
 type Device interface {
+	Read(ctx context.Context, clientID string, p lwm2m.Path) ([]lwm2m.Record, error)
+	// SetDeviceInfo records what the engine read from the client's object 3
+	// on its registration and returns the updated registration.
+	SetDeviceInfo(ctx context.Context, clientID string, info lwm2m.DeviceInfo) (lwm2m.Registration, error)
 	WriteAttributes(ctx context.Context, clientID string, p lwm2m.Path, a lwm2m.Attributes) error
 	Observe(ctx context.Context, clientID string, p lwm2m.Path) ([]lwm2m.Record, error)
 	CancelObserve(ctx context.Context, clientID string, p lwm2m.Path) error
@@ -44,6 +48,15 @@ type Config struct {
 	DurableRetryWaitMax time.Duration
 	// QueueSize bounds each DeletionPolicy 0 subscription's in-memory queue (default 1000).
 	QueueSize int
+	// AllowedDestinations, when not empty, limits webhook URLs to these
+	// destinations: host names ("hooks.example.com"), domain wildcards
+	// ("*.example.com"), IP addresses and CIDR networks ("192.0.2.0/24").
+	// A URL naming a host must match a name entry, or resolve only to
+	// addresses in the networks; the check is repeated when connecting.
+	AllowedDestinations []string
+	// SkipDeviceInfo turns off reading object 3 (make, model, serial,
+	// firmware) after each registration; Manufacturer criteria then never match.
+	SkipDeviceInfo bool
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock for filtering and timestamps; nil means time.Now.
@@ -96,7 +109,18 @@ type Patch struct {
 	Attributes             *lwm2m.Attributes
 	DeletionPolicy         *int
 	Secret                 *string
+	Headers                *map[string]string
 }
+
+// CreateOption changes how Create applies a subscription.
+type CreateOption func(*createOptions)
+
+type createOptions struct{ later bool }
+
+// ApplyLater makes an organisation-level Observation pre-subscription apply
+// to the devices online now only at their next registration or update,
+// instead of at once (the compatibility API's needNotification: false).
+func ApplyLater() CreateOption { return func(o *createOptions) { o.later = true } }
 
 // New returns an engine; call Start to resume delivery of stored
 // notifications, and Close to stop it.
@@ -290,7 +314,7 @@ func (e *Engine) enter() bool {
 // CreatedAt. An Observation on an online client is first established on the
 // device (Write-Attributes, Observe); a device error is returned and nothing
 // is stored. Validation failures are *ValidationError.
-func (e *Engine) Create(ctx context.Context, s storage.Subscription) (storage.Subscription, error) {
+func (e *Engine) Create(ctx context.Context, s storage.Subscription, opts ...CreateOption) (storage.Subscription, error) {
 	if err := validate(s); err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
 	}

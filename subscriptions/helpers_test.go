@@ -115,6 +115,7 @@ type fakeDevice struct {
 	values   map[string][]lwm2m.Record // Observe responses by "client path"
 	err      error
 	observed chan string // "client path" of every Observe
+	store    storage.Store
 }
 
 type writeCall struct {
@@ -150,6 +151,30 @@ func (d *fakeDevice) Observe(_ context.Context, clientID string, p lwm2m.Path) (
 	d.observes[k]++
 	d.observed <- k
 	return slices.Clone(d.values[k]), nil
+}
+
+// Read answers from values by "client path", like Observe; the engine
+// reads object 3 after a registration.
+func (d *fakeDevice) Read(_ context.Context, clientID string, p lwm2m.Path) ([]lwm2m.Record, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return nil, d.err
+	}
+	return slices.Clone(d.values[clientID+" "+p.String()]), nil
+}
+
+// SetDeviceInfo records info on the stored registration, as the endpoint does.
+func (d *fakeDevice) SetDeviceInfo(ctx context.Context, clientID string, info lwm2m.DeviceInfo) (lwm2m.Registration, error) {
+	d.mu.Lock()
+	st := d.store
+	d.mu.Unlock()
+	reg, err := st.GetRegistration(ctx, clientID)
+	if err != nil {
+		return lwm2m.Registration{}, err
+	}
+	reg.Device = &info
+	return reg, st.PutRegistration(ctx, reg)
 }
 
 func (d *fakeDevice) CancelObserve(_ context.Context, clientID string, p lwm2m.Path) error {
@@ -272,6 +297,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 		cfg.Store = newStore(t)
 	}
 	ev.store = cfg.Store
+	ev.dev.store = cfg.Store
 	ev.start(cfg)
 	return ev
 }

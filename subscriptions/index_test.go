@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -282,7 +283,7 @@ func TestLifecycleIndexConcurrent(t *testing.T) {
 				t.Errorf("empty index entry %v", k)
 			}
 			for _, s := range subs {
-				if x.byID[s.ID] != s {
+				if !reflect.DeepEqual(x.byID[s.ID], s) {
 					t.Errorf("%s: byID and %v disagree", s.ID, k)
 				}
 				got = append(got, fmt.Sprintf("%s %s %s %s %s", s.ID, s.OrganisationID, s.ClientID, s.Type, s.URL))
