@@ -21,3 +21,8 @@ func (e *Engine) DeleteGroup(ctx context.Context, id string) error { return nil 
 
 // GroupsOf returns the names of the groups of org that endpoint belongs to, sorted.
 func (e *Engine) GroupsOf(org, endpoint string) []string { return nil }
+
+// CheckURL reports whether raw is acceptable as a webhook destination: an
+// absolute http(s) URL allowed by Config.AllowedDestinations. The error is
+// a *ValidationError naming field.
+func (e *Engine) CheckURL(field, raw string) error { return nil }
