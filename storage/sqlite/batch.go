@@ -10,12 +10,12 @@ import (
 
 // Group commit.
 //
-// The hot writes (PutRegistration, DeleteRegistration, Enqueue, Ack) are not
-// run by their callers. Callers queue them, and the one writer goroutine
-// runs whatever has queued up since its last commit in a single
-// transaction. The cost of a commit (WAL frame writes, shm locking, and the
-// fsync under FULL) is then shared by every call in the batch, and a page
-// that several calls change is written once. A caller waits until its
+// The hot writes (PutRegistration, DeleteRegistration, Enqueue, Ack,
+// MarkBatch) are not run by their callers. Callers queue them, and the one
+// writer goroutine runs whatever has queued up since its last commit in a
+// single transaction. The cost of a commit (WAL frame writes, shm locking,
+// and the fsync under FULL) is then shared by every call in the batch, and
+// a page that several calls change is written once. A caller waits until its
 // batch has committed. So "returned nil" still means "committed", with the
 // guarantees the package documentation gives for the Synchronous mode.
 

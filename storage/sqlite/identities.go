@@ -95,6 +95,11 @@ func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error 
 	return wrap(fmt.Sprintf("put setting %q", key), err)
 }
 
+// DeleteSetting removes the value stored under key; an unknown key is ErrNotFound.
+func (s *Store) DeleteSetting(ctx context.Context, key string) error {
+	return s.execOne(ctx, fmt.Sprintf("delete setting %q", key), `DELETE FROM settings WHERE key = ?`, key)
+}
+
 // getRow reads one JSON document with a plain query on the read pool; no
 // row is ErrNotFound.
 func getRow[T any](ctx context.Context, s *Store, op, query string, args ...any) (T, error) {

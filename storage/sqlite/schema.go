@@ -114,6 +114,41 @@ CREATE TABLE settings (
 	value BLOB NOT NULL
 );
 `,
+		// 3: device groups, outbox batches and compatibility-API
+		// subscriptions.
+		`
+-- The batch an entry was sent in (MarkBatch); '' until then.
+ALTER TABLE outbox ADD COLUMN batch_id TEXT NOT NULL DEFAULT '';
+
+-- Subscriptions made from one compatibility-API subscription share a
+-- compat_id; '' for the others. The index holds only those that have one,
+-- so the queries on it repeat its condition (compat_id <> '').
+ALTER TABLE subscriptions ADD COLUMN compat_id TEXT NOT NULL DEFAULT '';
+UPDATE subscriptions SET compat_id = json_extract(doc, '$.compatId')
+	WHERE json_extract(doc, '$.compatId') IS NOT NULL;
+CREATE INDEX subscriptions_compat ON subscriptions (compat_id, created_at) WHERE compat_id <> '';
+
+-- "groups" is an SQL keyword, hence device_groups.
+CREATE TABLE device_groups (
+	id              TEXT PRIMARY KEY,
+	organisation_id TEXT NOT NULL,
+	name            TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	doc             TEXT NOT NULL
+);
+CREATE UNIQUE INDEX device_groups_organisation_name ON device_groups (organisation_id, name);
+CREATE INDEX device_groups_organisation ON device_groups (organisation_id, created_at);
+
+-- One row per member endpoint of a group, kept by Create/Update/DeleteGroup,
+-- for the Group filter of ListRegistrations. A group's endpoints are also in
+-- its doc, as given.
+CREATE TABLE group_members (
+	organisation_id TEXT NOT NULL,
+	group_id        TEXT NOT NULL,
+	endpoint        TEXT NOT NULL,
+	PRIMARY KEY (group_id, endpoint)
+);
+`,
 	}
 }
 
@@ -121,7 +156,12 @@ CREATE TABLE settings (
 // returns the versions before and after. A database written by a newer
 // server is refused rather than misread.
 func migrate(ctx context.Context, db *sql.DB) (from, to int, err error) {
-	ms := migrations()
+	return migrateTo(ctx, db, migrations())
+}
+
+// migrateTo is migrate with the list of migrations given: the tests use it
+// to make databases of earlier versions.
+func migrateTo(ctx context.Context, db *sql.DB, ms []string) (from, to int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("migrate: %w", err)

@@ -17,10 +17,10 @@
 // the writer nor are blocked by it.
 //
 // The writes made per device or per notification (PutRegistration,
-// DeleteRegistration, Enqueue, Ack) are group committed: concurrent calls
-// are queued and committed together in one transaction by a writer
-// goroutine (see batch.go), each call still getting its own result. The
-// statements run often are prepared once at Open (see stmts.go).
+// DeleteRegistration, Enqueue, Ack, MarkBatch) are group committed:
+// concurrent calls are queued and committed together in one transaction by
+// a writer goroutine (see batch.go), each call still getting its own
+// result. The statements run often are prepared once at Open (see stmts.go).
 //
 // # Durability
 //
@@ -520,6 +520,9 @@ func (s *Store) GetRegistrationByEndpoint(ctx context.Context, organisation, end
 // ListRegistrations returns one page ordered by endpoint name, and the
 // total matching count. A limit <= 0 means no limit. The page and the count
 // come from the same snapshot. A zero f.Now with f.Online set means now.
+// f.Group selects the members of the organisation's group of that name (an
+// unknown name matches nothing); without f.Organisation, the members of the
+// groups of that name of every organisation, each with its own devices.
 func (s *Store) ListRegistrations(ctx context.Context, f storage.RegistrationFilter, offset, limit int) ([]lwm2m.Registration, int, error) {
 	const op = "list registrations"
 	var where []string
@@ -541,6 +544,10 @@ func (s *Store) ListRegistrations(ctx context.Context, f storage.RegistrationFil
 			where = append(where, "expires_at <= ?")
 		}
 		args = append(args, nanos(now))
+	}
+	if f.Group != "" {
+		c, a := groupCondition(f)
+		where, args = append(where, c), append(args, a...)
 	}
 	cond := ""
 	if len(where) > 0 {
@@ -651,9 +658,9 @@ func (s *Store) CreateSubscription(ctx context.Context, sub storage.Subscription
 	if err != nil {
 		return wrap(op, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO subscriptions (id, organisation_id, client_id, type, path, created_at, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		sub.ID, sub.OrganisationID, sub.ClientID, sub.Type, sub.Path, nanos(sub.CreatedAt), doc)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO subscriptions (id, organisation_id, client_id, type, path, compat_id, created_at, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		sub.ID, sub.OrganisationID, sub.ClientID, sub.Type, sub.Path, sub.CompatID, nanos(sub.CreatedAt), doc)
 	return wrap(op, err)
 }
 
@@ -670,11 +677,12 @@ func (s *Store) UpdateSubscription(ctx context.Context, sub storage.Subscription
 		return wrap(op, err)
 	}
 	return s.execOne(ctx, op, `UPDATE subscriptions SET organisation_id = ?, client_id = ?, type = ?, path = ?,
-		created_at = ?, doc = ? WHERE id = ?`,
-		sub.OrganisationID, sub.ClientID, sub.Type, sub.Path, nanos(sub.CreatedAt), doc, sub.ID)
+		compat_id = ?, created_at = ?, doc = ? WHERE id = ?`,
+		sub.OrganisationID, sub.ClientID, sub.Type, sub.Path, sub.CompatID, nanos(sub.CreatedAt), doc, sub.ID)
 }
 
 // ListSubscriptions returns matching subscriptions ordered by CreatedAt.
+// CompatID "*" selects every subscription that has a CompatID.
 func (s *Store) ListSubscriptions(ctx context.Context, f storage.SubscriptionFilter) ([]storage.Subscription, error) {
 	var where []string
 	var args []any
@@ -693,6 +701,15 @@ func (s *Store) ListSubscriptions(ctx context.Context, f storage.SubscriptionFil
 	}
 	if f.Type != "" {
 		where, args = append(where, "type = ?"), append(args, f.Type)
+	}
+	switch f.CompatID {
+	case "":
+	case "*":
+		where = append(where, "compat_id <> ''")
+	default:
+		// The repeated condition lets SQLite use the partial index
+		// subscriptions_compat, which holds only the rows meeting it.
+		where, args = append(where, "compat_id = ? AND compat_id <> ''"), append(args, f.CompatID)
 	}
 	q := "SELECT doc FROM subscriptions"
 	if len(where) > 0 {
@@ -748,8 +765,9 @@ func (s *Store) GetDeliveryStats(ctx context.Context, subscriptionID string) (st
 // Enqueue appends notifications to the outbox in one transaction and sets
 // each n[i].Seq to the sequence number it got. Seq values are never reused,
 // even after the entries with the highest numbers have been acknowledged.
-// It is group committed (see batch.go); the entries of one call stay
-// together and in order.
+// A BatchID already set is stored with the entry (it is normally empty
+// until MarkBatch). It is group committed (see batch.go); the entries of
+// one call stay together and in order.
 func (s *Store) Enqueue(ctx context.Context, n []storage.Notification) error {
 	if len(n) == 0 {
 		return nil
@@ -779,7 +797,7 @@ func enqueue(n []storage.Notification) (func(tx *batchTx) error, []int64) {
 			if body == nil {
 				body = []byte{}
 			}
-			res, err := st.Exec(x.SubscriptionID, x.DeliveryID, textTime(x.CreatedAt), body)
+			res, err := st.Exec(x.SubscriptionID, x.DeliveryID, x.BatchID, textTime(x.CreatedAt), body)
 			if err != nil {
 				return err
 			}
@@ -807,7 +825,7 @@ func (s *Store) Pending(ctx context.Context, subscriptionID string, limit int) (
 	for rows.Next() {
 		x := storage.Notification{SubscriptionID: subscriptionID}
 		var ca string
-		if err := rows.Scan(&x.Seq, &x.DeliveryID, &ca, &x.Body); err != nil {
+		if err := rows.Scan(&x.Seq, &x.DeliveryID, &x.BatchID, &ca, &x.Body); err != nil {
 			return nil, wrap(op, err)
 		}
 		if x.CreatedAt, err = parseTextTime(ca); err != nil {
@@ -851,6 +869,17 @@ func (s *Store) SubscriptionsWithPending(ctx context.Context) ([]string, error) 
 func (s *Store) Ack(ctx context.Context, subscriptionID string, upTo int64) error {
 	return s.write(ctx, fmt.Sprintf("ack %q up to %d", subscriptionID, upTo), func(tx *batchTx) error {
 		_, err := tx.stmt(stAck).Exec(subscriptionID, upTo)
+		return err
+	})
+}
+
+// MarkBatch sets batchID on the subscription's outbox entries with Seq <=
+// upTo that have none yet; the entries already in a batch keep theirs.
+// Marking nothing is not an error, as for Ack. It is group committed (see
+// batch.go), so it is durable on return like the other writes.
+func (s *Store) MarkBatch(ctx context.Context, subscriptionID string, upTo int64, batchID string) error {
+	return s.write(ctx, fmt.Sprintf("mark batch %q of %q up to %d", batchID, subscriptionID, upTo), func(tx *batchTx) error {
+		_, err := tx.stmt(stMarkBatch).Exec(batchID, subscriptionID, upTo)
 		return err
 	})
 }

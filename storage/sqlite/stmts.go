@@ -16,6 +16,7 @@ const (
 	stDeleteRegistration
 	stEnqueue
 	stAck
+	stMarkBatch
 	stAddDeliveryStats
 	stPutObservation
 	stDeleteObservation
@@ -48,8 +49,9 @@ func statementSQL() [numStmts]string {
 			ON CONFLICT (id) DO UPDATE SET organisation = excluded.organisation, endpoint = excluded.endpoint,
 				expires_at = excluded.expires_at, doc = excluded.doc`,
 		stDeleteRegistration: `DELETE FROM registrations WHERE id = ?`,
-		stEnqueue:            `INSERT INTO outbox (subscription_id, delivery_id, created_at, body) VALUES (?, ?, ?, ?)`,
+		stEnqueue:            `INSERT INTO outbox (subscription_id, delivery_id, batch_id, created_at, body) VALUES (?, ?, ?, ?, ?)`,
 		stAck:                `DELETE FROM outbox WHERE subscription_id = ? AND seq <= ?`,
+		stMarkBatch:          `UPDATE outbox SET batch_id = ? WHERE subscription_id = ? AND seq <= ? AND batch_id = ''`,
 		stAddDeliveryStats: `UPDATE subscriptions SET
 				delivered = delivered + ?, dropped = dropped + ?,
 				last_error = CASE WHEN ? = '' THEN last_error ELSE ? END,
@@ -68,7 +70,7 @@ func statementSQL() [numStmts]string {
 		stGetAccessKey:              `SELECT doc FROM access_keys WHERE key = ?`,
 		stGetSubscription:           `SELECT doc FROM subscriptions WHERE id = ?`,
 		stGetDeliveryStats:          `SELECT delivered, dropped, last_error, last_success FROM subscriptions WHERE id = ?`,
-		stPending: `SELECT seq, delivery_id, created_at, body FROM outbox
+		stPending: `SELECT seq, delivery_id, batch_id, created_at, body FROM outbox
 			WHERE subscription_id = ? ORDER BY seq LIMIT ?`,
 		stPendingCount:     `SELECT count(*) FROM outbox WHERE subscription_id = ?`,
 		stListObservations: `SELECT path, token FROM observations WHERE client_id = ? ORDER BY path`,

@@ -13,9 +13,11 @@ import (
 
 // RunDurable checks that data survives closing and reopening a store: it
 // writes one of everything through a store opened on a fresh directory,
-// closes it, reopens the same directory and reads everything back, then
-// does it once more to check that outbox sequence numbers keep increasing
-// across reopens. RunDurable closes every store open returns.
+// closes it, reopens the same directory and reads everything back. It then
+// marks another outbox batch and acknowledges an earlier one, and checks
+// the marks after a second reopen; and it acknowledges everything and
+// checks after a third that outbox sequence numbers keep increasing.
+// RunDurable closes every store open returns.
 func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -34,6 +36,11 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	subs := []storage.Subscription{
 		subscription("sub-org", org.ID, "", "ClientConnected", "", now),
 		subscription("sub-obs", org.ID, "reg-2", "Observation", "/3303/0/5700", now.Add(time.Second)),
+	}
+	subs[1].CompatID = "m2m-1"
+	groups := []storage.Group{
+		group("grp-1", org.ID, "fleet", now, "dev-2", "dev-9"),
+		group("grp-2", org.ID, "gone", now.Add(time.Second), "dev-1"),
 	}
 	stats := storage.DeliveryStats{Delivered: 12, Dropped: 3, LastError: "timeout", LastSuccess: now.Add(time.Minute)}
 	obs := storage.Observation{ClientID: "reg-2", Path: "/3303/0/5700", Token: []byte{0xca, 0xfe}}
@@ -64,10 +71,27 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	must(t, s.CreatePSKIdentity(ctx, psk), "CreatePSKIdentity")
 	must(t, s.CreateCertificate(ctx, cert), "CreateCertificate")
 	must(t, s.PutSetting(ctx, "ca", setting), "PutSetting")
+	must(t, s.PutSetting(ctx, "deleted", setting), "PutSetting(deleted)")
+	must(t, s.DeleteSetting(ctx, "deleted"), "DeleteSetting")
+	for _, g := range groups {
+		must(t, s.CreateGroup(ctx, g), "CreateGroup(%s)", g.ID)
+	}
+	groups[0].Name, groups[0].Endpoints = "fleet-1", []string{"dev-1", "dev-2"}
+	must(t, s.UpdateGroup(ctx, groups[0]), "UpdateGroup")
+	must(t, s.DeleteGroup(ctx, groups[1].ID), "DeleteGroup")
 	must(t, s.Enqueue(ctx, outbox[:6]), "Enqueue")
 	must(t, s.Enqueue(ctx, outbox[6:]), "Enqueue")
 	// Acknowledge the first two of sub-org (outbox[0] and [2]).
 	must(t, s.Ack(ctx, subs[0].ID, outbox[2].Seq), "Ack")
+	// Send sub-org's next two and sub-obs's first three in batches.
+	must(t, s.MarkBatch(ctx, subs[0].ID, outbox[6].Seq, "batch-org"), "MarkBatch(%s)", subs[0].ID)
+	must(t, s.MarkBatch(ctx, subs[1].ID, outbox[5].Seq, "batch-obs-1"), "MarkBatch(%s)", subs[1].ID)
+	for _, i := range []int{4, 6} {
+		outbox[i].BatchID = "batch-org"
+	}
+	for _, i := range []int{1, 3, 5} {
+		outbox[i].BatchID = "batch-obs-1"
+	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -118,6 +142,26 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	gotSetting, err := s.GetSetting(ctx, "ca")
 	must(t, err, "GetSetting after reopen")
 	wantEqual(t, gotSetting, setting, "GetSetting after reopen")
+	_, err = s.GetSetting(ctx, "deleted")
+	wantErr(t, err, storage.ErrNotFound, "GetSetting of a setting deleted before reopen")
+	compat, err := s.ListSubscriptions(ctx, storage.SubscriptionFilter{CompatID: "*"})
+	must(t, err, "ListSubscriptions(CompatID *) after reopen")
+	wantEqual(t, compat, subs[1:], "ListSubscriptions(CompatID *) after reopen")
+	gotGroups, err := s.ListGroups(ctx, "")
+	must(t, err, "ListGroups after reopen")
+	wantEqual(t, gotGroups, groups[:1], "ListGroups after reopen")
+	members, total, err := s.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: org.ID, Group: "fleet-1"}, 0, 10)
+	must(t, err, "ListRegistrations(group) after reopen")
+	if total != 2 || len(members) != 2 || members[0].ID != "reg-1" || members[1].ID != "reg-2" {
+		t.Errorf("group members after reopen = %v (total %d), want [reg-1 reg-2]", ids(members, regID), total)
+	}
+	for _, name := range []string{"fleet", "gone"} {
+		gone, total, err := s.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: org.ID, Group: name}, 0, 10)
+		must(t, err, "ListRegistrations(group %s) after reopen", name)
+		if total != 0 || len(gone) != 0 {
+			t.Errorf("members of group %q (renamed or deleted before reopen) = %v (total %d), want none", name, ids(gone, regID), total)
+		}
+	}
 
 	wantPending := map[string][]storage.Notification{
 		subs[0].ID: {outbox[4], outbox[6], outbox[8]},
@@ -132,6 +176,22 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 	must(t, err, "SubscriptionsWithPending after reopen")
 	sort.Strings(with)
 	wantEqual(t, with, []string{subs[1].ID, subs[0].ID}, "SubscriptionsWithPending after reopen")
+
+	// A second batch of sub-obs leaves the first one's marks alone, and an
+	// Ack of the first batch removes just it.
+	must(t, s.MarkBatch(ctx, subs[1].ID, outbox[9].Seq, "batch-obs-2"), "MarkBatch(%s) after reopen", subs[1].ID)
+	outbox[7].BatchID, outbox[9].BatchID = "batch-obs-2", "batch-obs-2"
+	must(t, s.Ack(ctx, subs[1].ID, outbox[5].Seq), "Ack(%s) of the first batch after reopen", subs[1].ID)
+	p, err := s.Pending(ctx, subs[1].ID, 100)
+	must(t, err, "Pending(%s) after the second batch", subs[1].ID)
+	wantEqual(t, p, []storage.Notification{outbox[7], outbox[9]}, "Pending(%s) after the second batch", subs[1].ID)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = open(t, dir)
+	p, err = s.Pending(ctx, subs[1].ID, 100)
+	must(t, err, "Pending(%s) after the second reopen", subs[1].ID)
+	wantEqual(t, p, []storage.Notification{outbox[7], outbox[9]}, "Pending(%s) after the second reopen", subs[1].ID)
 
 	// Acknowledge everything, then check after another reopen that Seq
 	// does not restart.
@@ -148,11 +208,11 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) storage.Store)
 		}
 	}()
 	next := []storage.Notification{notification(subs[0].ID, "after", 99)}
-	must(t, s.Enqueue(ctx, next), "Enqueue after second reopen")
+	must(t, s.Enqueue(ctx, next), "Enqueue after third reopen")
 	if next[0].Seq <= outbox[len(outbox)-1].Seq {
 		t.Errorf("Seq after reopen with an empty outbox = %d, want more than %d", next[0].Seq, outbox[len(outbox)-1].Seq)
 	}
-	p, err := s.Pending(ctx, subs[0].ID, 100)
-	must(t, err, "Pending after second reopen")
-	wantEqual(t, p, next, "Pending after second reopen")
+	p, err = s.Pending(ctx, subs[0].ID, 100)
+	must(t, err, "Pending after third reopen")
+	wantEqual(t, p, next, "Pending after third reopen")
 }

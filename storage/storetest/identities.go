@@ -140,3 +140,30 @@ func testSettings(t *testing.T, s storage.Store) {
 	must(t, err, "GetSetting(empty)")
 	wantEqual(t, got, []byte{}, "GetSetting(empty)")
 }
+
+func testDeleteSetting(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	wantErr(t, s.DeleteSetting(ctx, "ca"), storage.ErrNotFound, "DeleteSetting(missing)")
+	must(t, s.PutSetting(ctx, "ca", []byte("pem")), "PutSetting(ca)")
+	must(t, s.PutSetting(ctx, "other", []byte("x")), "PutSetting(other)")
+	must(t, s.PutSetting(ctx, "empty", nil), "PutSetting(empty)")
+
+	must(t, s.DeleteSetting(ctx, "ca"), "DeleteSetting(ca)")
+	_, err := s.GetSetting(ctx, "ca")
+	wantErr(t, err, storage.ErrNotFound, "GetSetting after delete")
+	wantErr(t, s.DeleteSetting(ctx, "ca"), storage.ErrNotFound, "DeleteSetting twice")
+	got, err := s.GetSetting(ctx, "other")
+	must(t, err, "GetSetting(other) after deleting ca")
+	wantEqual(t, got, []byte("x"), "GetSetting(other) after deleting ca")
+
+	// A setting with an empty value exists, and can be deleted.
+	must(t, s.DeleteSetting(ctx, "empty"), "DeleteSetting(empty)")
+	_, err = s.GetSetting(ctx, "empty")
+	wantErr(t, err, storage.ErrNotFound, "GetSetting(empty) after delete")
+
+	// A deleted key can be put again.
+	must(t, s.PutSetting(ctx, "ca", []byte("new pem")), "PutSetting after delete")
+	got, err = s.GetSetting(ctx, "ca")
+	must(t, err, "GetSetting after putting again")
+	wantEqual(t, got, []byte("new pem"), "GetSetting after putting again")
+}

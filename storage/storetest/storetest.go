@@ -40,18 +40,23 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Registrations", testRegistrations},
 		{"RegistrationsPerOrganisation", testRegistrationsPerOrganisation},
 		{"ListRegistrations", testListRegistrations},
+		{"ListRegistrationsByGroup", testListRegistrationsByGroup},
 		{"ExpiredRegistrations", testExpiredRegistrations},
 		{"ObjectDefinitions", testObjectDefinitions},
 		{"Subscriptions", testSubscriptions},
 		{"ListSubscriptions", testListSubscriptions},
+		{"CompatSubscriptions", testCompatSubscriptions},
 		{"DeliveryStats", testDeliveryStats},
 		{"Outbox", testOutbox},
 		{"OutboxSeqNeverReused", testOutboxSeqNeverReused},
+		{"MarkBatch", testMarkBatch},
 		{"DeleteSubscriptionDeletesOutboxAndStats", testDeleteSubscriptionDeletesOutboxAndStats},
 		{"Observations", testObservations},
 		{"PSKIdentities", testPSKIdentities},
 		{"Certificates", testCertificates},
 		{"Settings", testSettings},
+		{"DeleteSetting", testDeleteSetting},
+		{"Groups", testGroups},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"ConcurrentRegistrationOutcomes", testConcurrentRegistrationOutcomes},
 	}
@@ -99,6 +104,7 @@ func registration(id, org, endpoint string, expires time.Time) lwm2m.Registratio
 		RegisteredAt: expires.Add(-10 * time.Minute),
 		LastUpdate:   expires.Add(-5 * time.Minute),
 		ExpiresAt:    expires,
+		Device:       &lwm2m.DeviceInfo{Manufacturer: "Acme", ModelNumber: "T1000", SerialNumber: "SN-" + id, FirmwareVersion: "2.3.1"},
 	}
 }
 
@@ -135,6 +141,7 @@ func subscription(id, org, client, typ, path string, created time.Time) storage.
 		DeletionPolicy:    1,
 		Secret:            "s3cret-" + id,
 		BaseURL:           "https://deviceserver.example.com",
+		Headers:           map[string]string{"Authorization": "Bearer app-token-" + id, "X-Application": "fleet manager"},
 		CreatedAt:         created,
 	}
 	if path != "" {
@@ -470,6 +477,7 @@ func testRegistrations(t *testing.T, s storage.Store) {
 	r2.Transport = "udp"
 	r2.LastUpdate = t0().Add(time.Minute)
 	r2.ExpiresAt = t0().Add(24 * time.Hour)
+	r2.Device = nil // a new Register: not read from the device yet
 	must(t, s.PutRegistration(ctx, r2), "PutRegistration (replace)")
 	got, err = s.GetRegistration(ctx, r.ID)
 	must(t, err, "GetRegistration after replace")
@@ -482,6 +490,16 @@ func testRegistrations(t *testing.T, s storage.Store) {
 	if total != 1 {
 		t.Errorf("ListRegistrations total after replace = %d, want 1", total)
 	}
+
+	// The device information, as read from object 3 later, partly.
+	r2.Device = &lwm2m.DeviceInfo{Manufacturer: "Other Corp", FirmwareVersion: "0.9-beta"}
+	must(t, s.PutRegistration(ctx, r2), "PutRegistration (device info)")
+	got, err = s.GetRegistration(ctx, r.ID)
+	must(t, err, "GetRegistration after setting device info")
+	wantEqual(t, got, r2, "GetRegistration after setting device info")
+	list, _, err := s.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: "org-a"}, 0, 10)
+	must(t, err, "ListRegistrations after setting device info")
+	wantEqual(t, list, []lwm2m.Registration{r2}, "ListRegistrations after setting device info")
 
 	// The ID is stable for an (organisation, endpoint) pair: a second ID for
 	// the same pair is refused.
@@ -547,45 +565,80 @@ func registrationSet(t *testing.T, s storage.Store, now time.Time) []lwm2m.Regis
 	return regs
 }
 
+// matchRegistrations returns the registrations f selects in the order
+// ListRegistrations returns them: by endpoint, then by ID.
+func matchRegistrations(regs []lwm2m.Registration, f func(r lwm2m.Registration) bool) []lwm2m.Registration {
+	var out []lwm2m.Registration
+	for _, r := range regs {
+		if f(r) {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Endpoint != out[j].Endpoint {
+			return out[i].Endpoint < out[j].Endpoint
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// wantRegistrations checks a listing against want (from matchRegistrations).
+// Ties in endpoint (the same name in two organisations) may come in either
+// order; they are compared per endpoint as sets.
+func wantRegistrations(t *testing.T, got, want []lwm2m.Registration, what string) {
+	t.Helper()
+	endpoint := func(r lwm2m.Registration) string { return r.Endpoint }
+	if g, w := ids(got, endpoint), ids(want, endpoint); !slices.Equal(g, w) {
+		t.Errorf("%s: endpoints %v, want %v", what, g, w)
+		return
+	}
+	if g, w := sorted(ids(got, regID)), sorted(ids(want, regID)); !slices.Equal(g, w) {
+		t.Errorf("%s: IDs %v, want %v", what, g, w)
+		return
+	}
+	byID := map[string]lwm2m.Registration{}
+	for _, r := range want {
+		byID[r.ID] = r
+	}
+	for _, r := range got {
+		wantEqual(t, r, byID[r.ID], "%s: registration %s", what, r.ID)
+	}
+}
+
+// checkListing checks that ListRegistrations with f lists want, in one
+// page and paged through in sevens: every page ordered, the total constant.
+func checkListing(t *testing.T, s storage.Store, f storage.RegistrationFilter, want []lwm2m.Registration) {
+	t.Helper()
+	ctx := t.Context()
+	got, total, err := s.ListRegistrations(ctx, f, 0, 1000)
+	must(t, err, "ListRegistrations(%+v)", f)
+	if total != len(want) {
+		t.Errorf("ListRegistrations(%+v): total = %d, want %d", f, total, len(want))
+	}
+	wantRegistrations(t, got, want, "one page")
+
+	var all []lwm2m.Registration
+	for off := 0; off < len(want)+7; off += 7 {
+		page, total, err := s.ListRegistrations(ctx, f, off, 7)
+		must(t, err, "ListRegistrations(offset %d)", off)
+		if total != len(want) {
+			t.Errorf("offset %d: total = %d, want %d", off, total, len(want))
+		}
+		lo, hi := min(off, len(want)), min(off+7, len(want))
+		if len(page) != hi-lo {
+			t.Fatalf("offset %d: %d registrations, want %d", off, len(page), hi-lo)
+		}
+		wantRegistrations(t, page, want[lo:hi], fmt.Sprintf("page at offset %d", off))
+		all = append(all, page...)
+	}
+	wantRegistrations(t, all, want, "all pages")
+}
+
 func testListRegistrations(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	now := t0()
 	regs := registrationSet(t, s, now)
-	byID := map[string]lwm2m.Registration{}
-	for _, r := range regs {
-		byID[r.ID] = r
-	}
-	match := func(f func(r lwm2m.Registration) bool) []lwm2m.Registration {
-		var out []lwm2m.Registration
-		for _, r := range regs {
-			if f(r) {
-				out = append(out, r)
-			}
-		}
-		sort.Slice(out, func(i, j int) bool {
-			if out[i].Endpoint != out[j].Endpoint {
-				return out[i].Endpoint < out[j].Endpoint
-			}
-			return out[i].ID < out[j].ID
-		})
-		return out
-	}
-	// Ties in endpoint (the same name in two organisations) may come in
-	// either order; compare per endpoint as sets.
-	wantPage := func(got, want []lwm2m.Registration, what string) {
-		t.Helper()
-		if g, w := ids(got, func(r lwm2m.Registration) string { return r.Endpoint }), ids(want, func(r lwm2m.Registration) string { return r.Endpoint }); !slices.Equal(g, w) {
-			t.Errorf("%s: endpoints %v, want %v", what, g, w)
-			return
-		}
-		if g, w := sorted(ids(got, regID)), sorted(ids(want, regID)); !slices.Equal(g, w) {
-			t.Errorf("%s: IDs %v, want %v", what, g, w)
-			return
-		}
-		for _, r := range got {
-			wantEqual(t, r, byID[r.ID], "%s: registration %s", what, r.ID)
-		}
-	}
 
 	tests := []struct {
 		name   string
@@ -607,35 +660,13 @@ func testListRegistrations(t *testing.T, s storage.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want := match(tc.want)
+			want := matchRegistrations(regs, tc.want)
 			if tc.name == "online" || tc.name == "offline" {
 				if len(want) == 0 || len(want) == len(regs) {
 					t.Fatalf("fixture does not exercise the filter: %d of %d match", len(want), len(regs))
 				}
 			}
-			got, total, err := s.ListRegistrations(ctx, tc.filter, 0, 1000)
-			must(t, err, "ListRegistrations")
-			if total != len(want) {
-				t.Errorf("total = %d, want %d", total, len(want))
-			}
-			wantPage(got, want, "one page")
-
-			// Page through in sevens: every page ordered, the total constant.
-			var all []lwm2m.Registration
-			for off := 0; off < len(want)+7; off += 7 {
-				page, total, err := s.ListRegistrations(ctx, tc.filter, off, 7)
-				must(t, err, "ListRegistrations(offset %d)", off)
-				if total != len(want) {
-					t.Errorf("offset %d: total = %d, want %d", off, total, len(want))
-				}
-				lo, hi := min(off, len(want)), min(off+7, len(want))
-				if len(page) != hi-lo {
-					t.Fatalf("offset %d: %d registrations, want %d", off, len(page), hi-lo)
-				}
-				wantPage(page, want[lo:hi], fmt.Sprintf("page at offset %d", off))
-				all = append(all, page...)
-			}
-			wantPage(all, want, "all pages")
+			checkListing(t, s, tc.filter, want)
 		})
 	}
 
@@ -737,6 +768,7 @@ func testSubscriptions(t *testing.T, s storage.Store) {
 	plain := subscription("sub-plain", "org-a", "reg-1", "ClientUpdated", "", t0().Add(2*time.Second))
 	plain.AcceptContentType = ""
 	plain.Secret = ""
+	plain.Headers = nil
 	for _, sub := range []storage.Subscription{org, obs, plain} {
 		must(t, s.CreateSubscription(ctx, sub), "CreateSubscription(%s)", sub.ID)
 		got, err := s.GetSubscription(ctx, sub.ID)
@@ -749,6 +781,7 @@ func testSubscriptions(t *testing.T, s storage.Store) {
 	obs.URL = "https://other.example.com/hook"
 	obs.Attributes = lwm2m.Attributes{Pmin: ptr(uint32(0)), Epmax: ptr(uint32(60)), Lt: ptr(-10.25)}
 	obs.DeletionPolicy = 0
+	obs.Headers = map[string]string{"X-Only": "this one"}
 	must(t, s.UpdateSubscription(ctx, obs), "UpdateSubscription")
 	got, err := s.GetSubscription(ctx, obs.ID)
 	must(t, err, "GetSubscription after update")
