@@ -72,15 +72,17 @@ func lifecycleItem(s storage.Subscription, reg lwm2m.Registration, typ string, a
 	})
 }
 
-func observationItem(s storage.Subscription, p lwm2m.Path, value any, at time.Time) ([]byte, error) {
+// observationItem is an Observation notification of clientID's values (the
+// subscription's own client, or one its criteria matched).
+func observationItem(s storage.Subscription, clientID string, p lwm2m.Path, value any, at time.Time) ([]byte, error) {
 	obj, inst := strconv.Itoa(int(p.Object)), strconv.Itoa(int(p.Instance))
 	return json.Marshal(item{
 		SubscriptionType: TypeObservation,
 		TimeTriggered:    at.UTC().Format(timeLayout),
 		Links: []link{
 			{Rel: "subscription", Href: href(s.BaseURL, "subscriptions", s.ID)},
-			{Rel: "client", Href: href(s.BaseURL, "clients", s.ClientID)},
-			{Rel: "object", Href: href(s.BaseURL, "clients", s.ClientID, "objecttypes", obj, "instances", inst)},
+			{Rel: "client", Href: href(s.BaseURL, "clients", clientID)},
+			{Rel: "object", Href: href(s.BaseURL, "clients", clientID, "objecttypes", obj, "instances", inst)},
 			{Rel: "definition", Href: href(s.BaseURL, "objecttypes", "definitions", obj)},
 		},
 		Value: value,

@@ -2,11 +2,14 @@ package subscriptions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,7 +22,8 @@ import (
 // delivery is one notification item for one subscription.
 type delivery struct {
 	sub  storage.Subscription
-	body []byte // the item, JSON
+	body []byte    // the item, JSON
+	at   time.Time // lifecycle notifications waiting for the device's identity: when the event happened
 }
 
 // memItem is a DeletionPolicy 0 notification waiting in memory.
@@ -39,7 +43,25 @@ type worker struct {
 	mem           []memItem          // DeletionPolicy 0 queue
 	storeKick     bool               // the outbox may hold entries
 	attemptCancel context.CancelFunc // cancels the request in flight, see retarget
+
+	// Owned by the worker's goroutine: the outbox entry, not in a batch,
+	// that may already have been sent alone (see nextBatch); resumed: the
+	// worker was started for entries left by an earlier run, whose head may
+	// have been sent alone before the stop.
+	single  int64
+	resumed bool
 }
+
+// Batching: a worker that finds several notifications waiting sends up to
+// maxBatch of them (and about maxBatchBytes) in one request, in order.
+const (
+	maxBatch      = 100
+	maxBatchBytes = 256 << 10
+	// maxPerDestination bounds the concurrent requests to one host:port,
+	// so that many subscriptions to a slow receiver cannot take every
+	// connection, and the receiver is not flooded.
+	maxPerDestination = 8
+)
 
 // dropCount holds a subscription's queue-full drops not yet in the store.
 // The event that drops a notification only counts it here, so that a
@@ -113,12 +135,16 @@ func (e *Engine) queue(ctx context.Context, d delivery) {
 
 // workerLocked returns the subscription's worker, starting it. Called with
 // e.mu held and the engine open.
-func (e *Engine) workerLocked(id string) *worker {
+func (e *Engine) workerLocked(id string) *worker { return e.startWorkerLocked(id, false) }
+
+// startWorkerLocked is workerLocked for Start, which says whether the
+// outbox holds entries of an earlier run (see worker.resumed).
+func (e *Engine) startWorkerLocked(id string, resumed bool) *worker {
 	if w := e.workers[id]; w != nil {
 		return w
 	}
 	ctx, cancel := context.WithCancel(e.root)
-	w := &worker{id: id, ctx: ctx, cancel: cancel}
+	w := &worker{id: id, ctx: ctx, cancel: cancel, resumed: resumed}
 	e.workers[id] = w
 	e.wg.Add(1)
 	go e.run(w)
@@ -157,14 +183,19 @@ func (e *Engine) run(w *worker) {
 		switch {
 		case w.ctx.Err() != nil:
 		case len(w.mem) > 0:
-			it := w.mem[0]
-			w.mem[0] = memItem{}
-			w.mem = w.mem[1:]
+			n, size := 0, 0
+			for n < len(w.mem) && n < maxBatch && (n == 0 || size+len(w.mem[n].body) <= maxBatchBytes) {
+				size += len(w.mem[n].body)
+				n++
+			}
+			batch := slices.Clone(w.mem[:n])
+			clear(w.mem[:n])
+			w.mem = w.mem[n:]
 			if len(w.mem) == 0 {
 				w.mem = nil
 			}
 			e.mu.Unlock()
-			e.deliverMem(w, it)
+			e.deliverMem(w, batch)
 			continue
 		case w.storeKick:
 			w.storeKick = false
@@ -199,9 +230,15 @@ func (e *Engine) flushDrops(w *worker) {
 	}
 }
 
-// deliverMem delivers a DeletionPolicy 0 notification with a bounded retry,
-// then counts it delivered or dropped.
-func (e *Engine) deliverMem(w *worker, it memItem) {
+// deliverMem delivers a batch of DeletionPolicy 0 notifications with a
+// bounded retry, then counts them delivered or dropped. The batch keeps
+// its first notification's delivery ID across retries.
+func (e *Engine) deliverMem(w *worker, batch []memItem) {
+	bodies := make([][]byte, len(batch))
+	for i, it := range batch {
+		bodies[i] = it.body
+	}
+	n := int64(len(batch))
 	for {
 		sub, err := e.subscription(w.ctx, w.id)
 		if errors.Is(err, storage.ErrNotFound) || w.ctx.Err() != nil {
@@ -209,24 +246,30 @@ func (e *Engine) deliverMem(w *worker, it memItem) {
 		}
 		if err != nil {
 			e.log.Error("subscriptions: reading subscription", "subscription", w.id, "error", err)
-			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: n, LastError: err.Error()})
 			return
 		}
-		err = e.post(w, sub, it.deliveryID, [][]byte{it.body}, false)
+		err = e.post(w, sub, batch[0].deliveryID, bodies, false)
 		switch {
 		case err == nil:
-			e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: 1, LastSuccess: e.now().UTC()})
-			e.report(w.id, true)
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: n, LastSuccess: e.now().UTC()})
+			e.reportN(w.id, true, len(batch))
 			return
 		case errors.Is(err, errRetarget):
 			continue
 		case w.ctx.Err() != nil:
 			return
 		}
-		e.log.Warn("subscriptions: webhook failed, notification dropped", "subscription", w.id, "error", err)
-		e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
-		e.report(w.id, false)
+		e.log.Warn("subscriptions: webhook failed, notifications dropped", "subscription", w.id, "count", n, "error", err)
+		e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: n, LastError: err.Error()})
+		e.reportN(w.id, false, len(batch))
 		return
+	}
+}
+
+func (e *Engine) reportN(id string, delivered bool, n int) {
+	for range n {
+		e.report(id, delivered)
 	}
 }
 
@@ -236,11 +279,11 @@ func (e *Engine) report(id string, delivered bool) {
 	}
 }
 
-// drainStore delivers the subscription's outbox in Seq order, each entry
+// drainStore delivers the subscription's outbox in Seq order, each batch
 // until a 2xx, acknowledging as it goes.
 func (e *Engine) drainStore(w *worker) {
 	for w.ctx.Err() == nil {
-		ns, err := e.store.Pending(w.ctx, w.id, 1)
+		ns, err := e.store.Pending(w.ctx, w.id, maxBatch)
 		if err != nil {
 			e.log.Error("subscriptions: reading outbox", "subscription", w.id, "error", err)
 			sleep(w.ctx, e.durableWaitMax)
@@ -249,26 +292,73 @@ func (e *Engine) drainStore(w *worker) {
 		if len(ns) == 0 {
 			return
 		}
-		n := ns[0]
-		res, err := e.deliverDurable(w, n)
-		if res == stopped {
-			return
-		}
-		if err := e.store.Ack(w.ctx, w.id, n.Seq); err != nil {
-			// Sent again after the wait: at-least-once.
-			e.log.Error("subscriptions: acknowledging outbox entry", "subscription", w.id, "error", err)
+		batch, id, err := e.nextBatch(w, ns)
+		if err != nil {
+			e.log.Error("subscriptions: marking a batch", "subscription", w.id, "error", err)
 			sleep(w.ctx, e.durableWaitMax)
 			continue
 		}
-		if res == dropped {
-			e.log.Error("subscriptions: undeliverable notification dropped", "subscription", w.id, "error", err)
-			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: 1, LastError: err.Error()})
-			e.report(w.id, false)
+		res, err := e.deliverDurable(w, id, batch)
+		if res == stopped {
+			return
+		}
+		last := batch[len(batch)-1].Seq
+		if err := e.store.Ack(w.ctx, w.id, last); err != nil {
+			// Sent again after the wait: at-least-once.
+			e.log.Error("subscriptions: acknowledging outbox entries", "subscription", w.id, "error", err)
+			sleep(w.ctx, e.durableWaitMax)
 			continue
 		}
-		e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: 1, LastSuccess: e.now().UTC()})
-		e.report(w.id, true)
+		w.single = 0
+		n := int64(len(batch))
+		if res == dropped {
+			e.log.Error("subscriptions: undeliverable notifications dropped", "subscription", w.id, "count", n, "error", err)
+			e.addStats(w.ctx, w.id, storage.DeliveryStats{Dropped: n, LastError: err.Error()})
+			e.reportN(w.id, false, len(batch))
+			continue
+		}
+		e.addStats(w.ctx, w.id, storage.DeliveryStats{Delivered: n, LastSuccess: e.now().UTC()})
+		e.reportN(w.id, true, len(batch))
 	}
+}
+
+// nextBatch picks the outbox entries of the next request and its delivery
+// ID, so that a receiver only ever sees a notification again under the
+// same X-Delivery-ID:
+//   - entries already marked with a batch are sent again exactly as that batch;
+//   - an unmarked entry that may have been sent alone (it was, or the worker
+//     resumed after a stop and it is the head) is sent alone, under its own ID;
+//   - otherwise several waiting entries are first marked as a batch in the
+//     store (durably, so that a restart sends the same batch), then sent.
+func (e *Engine) nextBatch(w *worker, ns []storage.Notification) ([]storage.Notification, string, error) {
+	head := ns[0]
+	if head.BatchID != "" {
+		n := 1
+		for n < len(ns) && ns[n].BatchID == head.BatchID {
+			n++
+		}
+		return ns[:n], head.BatchID, nil
+	}
+	if w.resumed {
+		w.resumed = false
+		w.single = head.Seq
+	}
+	// An entry that is not valid JSON (it can only fail) goes alone, so
+	// that it does not take good ones down with it.
+	n, size := 1, len(head.Body)
+	for n < len(ns) && ns[n].BatchID == "" && size+len(ns[n].Body) <= maxBatchBytes && json.Valid(ns[n].Body) && (n > 1 || json.Valid(head.Body)) {
+		size += len(ns[n].Body)
+		n++
+	}
+	if n == 1 || w.single == head.Seq {
+		w.single = head.Seq
+		return ns[:1], head.DeliveryID, nil
+	}
+	id := newID()
+	if err := e.store.MarkBatch(w.ctx, w.id, ns[n-1].Seq, id); err != nil {
+		return nil, "", err
+	}
+	return ns[:n], id, nil
 }
 
 // result is how a durable delivery ended.
@@ -286,12 +376,16 @@ type permanentError struct{ err error }
 func (p permanentError) Error() string { return p.err.Error() }
 func (p permanentError) Unwrap() error { return p.err }
 
-// deliverDurable sends one outbox entry until it is accepted.
-func (e *Engine) deliverDurable(w *worker, n storage.Notification) (result, error) {
+// deliverDurable sends one batch of outbox entries until it is accepted.
+func (e *Engine) deliverDurable(w *worker, deliveryID string, batch []storage.Notification) (result, error) {
+	bodies := make([][]byte, len(batch))
+	for i, n := range batch {
+		bodies[i] = n.Body
+	}
 	for w.ctx.Err() == nil {
 		sub, err := e.subscription(w.ctx, w.id)
 		if errors.Is(err, storage.ErrNotFound) {
-			// Deleted while this entry was being written: nothing will read it.
+			// Deleted while these entries were being written: nothing will read them.
 			_ = e.store.Ack(w.ctx, w.id, math.MaxInt64)
 			return stopped, err
 		}
@@ -300,7 +394,7 @@ func (e *Engine) deliverDurable(w *worker, n storage.Notification) (result, erro
 			sleep(w.ctx, e.durableWaitMax)
 			continue
 		}
-		err = e.post(w, sub, n.DeliveryID, [][]byte{n.Body}, true)
+		err = e.post(w, sub, deliveryID, bodies, true)
 		var perm permanentError
 		switch {
 		case err == nil:
@@ -340,6 +434,9 @@ func (e *Engine) post(w *worker, sub storage.Subscription, deliveryID string, it
 	req, err := retryablehttp.NewRequestWithContext(actx, http.MethodPost, sub.URL, body)
 	if err != nil {
 		return permanentError{err}
+	}
+	for k, v := range sub.Headers {
+		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("User-Agent", "deviceserver-webhook")
@@ -462,3 +559,52 @@ func (a leveledLogger) Error(msg string, kv ...any) { a.l.Debug("webhook: "+msg,
 func (a leveledLogger) Info(msg string, kv ...any)  { a.l.Debug("webhook: "+msg, kv...) }
 func (a leveledLogger) Debug(msg string, kv ...any) { a.l.Debug("webhook: "+msg, kv...) }
 func (a leveledLogger) Warn(msg string, kv ...any)  { a.l.Debug("webhook: "+msg, kv...) }
+
+// limiter is the webhook transport: at most maxPerDestination requests in
+// flight per host:port. A request holds its slot until its response body
+// is closed.
+type limiter struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	sems map[string]chan struct{}
+}
+
+func newLimiter(base http.RoundTripper) *limiter {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &limiter{base: base, sems: make(map[string]chan struct{})}
+}
+
+// RoundTrip waits for a slot of the request's destination, then sends it.
+func (l *limiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	sem := l.sems[req.URL.Host]
+	if sem == nil {
+		sem = make(chan struct{}, maxPerDestination)
+		l.sems[req.URL.Host] = sem
+	}
+	l.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	resp, err := l.base.RoundTrip(req)
+	if err != nil {
+		<-sem
+		return nil, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: sync.OnceFunc(func() { <-sem })}
+	return resp, nil
+}
+
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	defer b.release()
+	return b.ReadCloser.Close()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -77,6 +78,9 @@ type Engine struct {
 	now       func() time.Time
 	afterFunc func(time.Duration, func()) func() bool
 
+	dest     *destinations
+	skipInfo bool
+
 	retryMax         int
 	waitMin, waitMax time.Duration
 	durableWaitMax   time.Duration
@@ -91,6 +95,11 @@ type Engine struct {
 	// updates that follow the store writes (see lifecycleIndex).
 	index *lifecycleIndex
 	subMu sync.Mutex
+	// pre holds the organisation-level Observation subscriptions (also
+	// under subMu); groups the group membership, changed under groupMu.
+	pre     *preIndex
+	groups  *groupIndex
+	groupMu sync.Mutex
 
 	// outcome, when set (by tests, before any event), is told of every
 	// delivery's end: delivered or dropped.
@@ -139,6 +148,10 @@ func New(cfg Config) *Engine {
 		durableWaitMax: cfg.DurableRetryWaitMax,
 		queueSize:      cfg.QueueSize,
 		index:          newLifecycleIndex(),
+		pre:            newPreIndex(),
+		groups:         newGroupIndex(),
+		dest:           newDestinations(cfg.AllowedDestinations),
+		skipInfo:       cfg.SkipDeviceInfo,
 		clients:        make(map[string]*clientState),
 		workers:        make(map[string]*worker),
 		drops:          make(map[string]*dropCount),
@@ -149,12 +162,17 @@ func New(cfg Config) *Engine {
 	if e.http == nil {
 		// An own transport: go-retryablehttp closes idle connections after
 		// a failure, which must not disturb the rest of the process.
-		var tr http.RoundTripper = http.DefaultTransport
-		if t, ok := tr.(*http.Transport); ok {
-			tr = t.Clone()
-		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = e.dest.dialer()
+		tr.MaxIdleConnsPerHost = maxPerDestination
 		e.http = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
+	// A redirect is an answer like any other non-2xx: following it could
+	// lead past the allow-list, and the subscriber should fix its URL.
+	hc := *e.http
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc.Transport = newLimiter(hc.Transport)
+	e.http = &hc
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -204,36 +222,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.loadLifecycle(ctx); err != nil {
 		return fmt.Errorf("subscriptions: start: %w", err)
 	}
-	subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: TypeObservation})
-	if err != nil {
+	if err := e.loadObservations(ctx); err != nil {
 		return fmt.Errorf("subscriptions: start: %w", err)
-	}
-	online := make(map[string]bool)
-	for _, s := range subs {
-		p, err := lwm2m.ParsePath(s.Path)
-		if err != nil || s.ClientID == "" {
-			e.log.Warn("subscriptions: start: skipping malformed observation", "subscription", s.ID, "path", s.Path)
-			continue
-		}
-		on, seen := online[s.ClientID]
-		if !seen {
-			if on, err = e.online(ctx, s.ClientID); err != nil {
-				return fmt.Errorf("subscriptions: start: %w", err)
-			}
-			online[s.ClientID] = on
-		}
-		cl := e.client(s.ClientID)
-		cl.mu.Lock()
-		o := cl.observation(p)
-		o.subs[s.ID] = newSubState(s, p)
-		// The endpoint keeps device observations across restarts (their
-		// tokens are stored), so an online client is taken as observed with
-		// the attributes this engine would have written.
-		o.observed = on
-		if on {
-			o.written = combine(o.attributes(""))
-		}
-		cl.mu.Unlock()
 	}
 
 	ids, err := e.store.SubscriptionsWithPending(ctx)
@@ -246,9 +236,132 @@ func (e *Engine) Start(ctx context.Context) error {
 		if e.closed {
 			break
 		}
-		e.workerLocked(id).storeKick = true
+		e.startWorkerLocked(id, true).storeKick = true
 	}
 	return nil
+}
+
+// loadObservations rebuilds the device observations: client-level
+// subscriptions on their client, pre-subscriptions on the online clients
+// they match. The endpoint keeps device observations across restarts
+// (their tokens are stored), so an observation the store lists for an
+// online client is taken as in place, with the attributes this engine
+// would have written; the others are established in the background.
+func (e *Engine) loadObservations(ctx context.Context) error {
+	groups, err := e.store.ListGroups(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		e.groups.put(g)
+	}
+	subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: TypeObservation})
+	if err != nil {
+		return err
+	}
+	regs := make(map[string]*lwm2m.Registration) // online clients by ID; nil: offline
+	load := func(id string) (*lwm2m.Registration, error) {
+		if r, seen := regs[id]; seen {
+			return r, nil
+		}
+		reg, err := e.store.GetRegistration(ctx, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			regs[id] = nil
+		case err != nil:
+			return nil, err
+		case reg.Expired(e.now()):
+			regs[id] = nil
+		default:
+			regs[id] = &reg
+		}
+		return regs[id], nil
+	}
+	for _, s := range subs {
+		p, err := lwm2m.ParsePath(s.Path)
+		if err != nil {
+			e.log.Warn("subscriptions: start: skipping malformed observation", "subscription", s.ID, "path", s.Path)
+			continue
+		}
+		if s.ClientID == "" {
+			e.pre.put(s)
+			continue
+		}
+		if _, err := load(s.ClientID); err != nil {
+			return err
+		}
+		cl := e.client(s.ClientID)
+		cl.mu.Lock()
+		cl.observation(p).subs[s.ID] = newSubState(s, p)
+		cl.mu.Unlock()
+	}
+	for _, org := range e.pre.orgs() {
+		online := true
+		for offset := 0; ; offset += preloadPage {
+			page, _, err := e.store.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: org, Online: &online, Now: e.now()}, offset, preloadPage)
+			if err != nil {
+				return err
+			}
+			for i := range page {
+				regs[page[i].ID] = &page[i]
+				e.reconcile(ctx, page[i])
+			}
+			if len(page) < preloadPage {
+				break
+			}
+		}
+	}
+	var pending []string
+	e.mu.Lock()
+	clients := make([]*clientState, 0, len(e.clients))
+	for _, cl := range e.clients {
+		clients = append(clients, cl)
+	}
+	e.mu.Unlock()
+	for _, cl := range clients {
+		if reg, err := load(cl.id); err != nil {
+			return err
+		} else if reg == nil {
+			continue
+		}
+		stored, err := e.store.ListObservations(ctx, cl.id)
+		if err != nil {
+			return err
+		}
+		cl.mu.Lock()
+		for _, so := range stored {
+			p, err := lwm2m.ParsePath(so.Path)
+			if o := cl.obs[p]; err == nil && o != nil && len(o.subs) > 0 {
+				o.observed = true
+				o.written = combine(o.attributes(""))
+			}
+		}
+		for _, o := range cl.obs {
+			if len(o.subs) > 0 && !o.observed {
+				pending = append(pending, cl.id)
+				break
+			}
+		}
+		cl.mu.Unlock()
+	}
+	for _, id := range pending {
+		e.establishLater(id)
+	}
+	return nil
+}
+
+// establishLater establishes a client's missing device observations in
+// the background.
+func (e *Engine) establishLater(clientID string) {
+	if !e.enter() {
+		return
+	}
+	e.background.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.background.Done()
+		e.establishAll(e.root, clientID)
+	}()
 }
 
 // loadLifecycle fills the lifecycle index from the store. Holding subMu
@@ -257,7 +370,7 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) loadLifecycle(ctx context.Context) error {
 	e.subMu.Lock()
 	defer e.subMu.Unlock()
-	for _, typ := range []string{TypeClientConnected, TypeClientUpdated, TypeClientDisconnected, TypeClientConnectionExpired} {
+	for _, typ := range lifecycleTypes {
 		subs, err := e.store.ListSubscriptions(ctx, storage.SubscriptionFilter{Type: typ})
 		if err != nil {
 			return err
@@ -315,11 +428,23 @@ func (e *Engine) enter() bool {
 // device (Write-Attributes, Observe); a device error is returned and nothing
 // is stored. Validation failures are *ValidationError.
 func (e *Engine) Create(ctx context.Context, s storage.Subscription, opts ...CreateOption) (storage.Subscription, error) {
-	if err := validate(s); err != nil {
+	if err := e.validate(ctx, s); err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
+	}
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	s.ID = newID()
 	s.CreatedAt = e.now().UTC()
+	if s.Type == TypeObservation && s.ClientID == "" {
+		p, _ := lwm2m.ParsePath(s.Path) // validated
+		s.Path = p.String()
+		if err := e.createPre(ctx, s, o.later); err != nil {
+			return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
+		}
+		return s, nil
+	}
 	if s.Type == TypeObservation {
 		p, _ := lwm2m.ParsePath(s.Path) // validated
 		s.Path = p.String()
@@ -372,12 +497,18 @@ func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Su
 	if patch.Secret != nil {
 		s.Secret = *patch.Secret
 	}
-	if err := validate(s); err != nil {
+	if patch.Headers != nil {
+		s.Headers = *patch.Headers
+	}
+	if err := e.validate(ctx, s); err != nil {
 		return storage.Subscription{}, fmt.Errorf("subscriptions: update: %w", err)
 	}
-	if s.Type == TypeObservation {
+	switch {
+	case s.Type == TypeObservation && s.ClientID == "":
+		err = e.updatePre(ctx, s, !sameAttributes(old.Attributes, s.Attributes))
+	case s.Type == TypeObservation:
 		err = e.updateObservation(ctx, s, !sameAttributes(old.Attributes, s.Attributes))
-	} else {
+	default:
 		err = e.store.UpdateSubscription(ctx, s)
 	}
 	if err != nil {
@@ -386,7 +517,7 @@ func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Su
 	if lifecycle {
 		e.index.put(s)
 	}
-	if s.URL != old.URL || s.Secret != old.Secret || s.AcceptContentType != old.AcceptContentType || s.DeletionPolicy != old.DeletionPolicy {
+	if s.URL != old.URL || s.Secret != old.Secret || s.AcceptContentType != old.AcceptContentType || s.DeletionPolicy != old.DeletionPolicy || !maps.Equal(s.Headers, old.Headers) {
 		e.retarget(id)
 	}
 	return s, nil
@@ -400,9 +531,12 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("subscriptions: delete: %w", err)
 	}
-	if s.Type == TypeObservation {
+	switch {
+	case s.Type == TypeObservation && s.ClientID == "":
+		err = e.deletePre(ctx, s)
+	case s.Type == TypeObservation:
 		err = e.deleteObservation(ctx, s)
-	} else {
+	default:
 		err = e.deleteLifecycle(ctx, id)
 	}
 	if err != nil {

@@ -116,6 +116,8 @@ type fakeDevice struct {
 	err      error
 	observed chan string // "client path" of every Observe
 	store    storage.Store
+	regs     map[string]lwm2m.Registration // by client ID, from env.register
+	infos    int                           // SetDeviceInfo calls
 }
 
 type writeCall struct {
@@ -127,7 +129,7 @@ type writeCall struct {
 func newDevice() *fakeDevice {
 	return &fakeDevice{
 		observes: map[string]int{}, cancels: map[string]int{}, values: map[string][]lwm2m.Record{},
-		observed: make(chan string, 100),
+		observed: make(chan string, 100), regs: map[string]lwm2m.Registration{},
 	}
 }
 
@@ -150,6 +152,12 @@ func (d *fakeDevice) Observe(_ context.Context, clientID string, p lwm2m.Path) (
 	k := clientID + " " + p.String()
 	d.observes[k]++
 	d.observed <- k
+	// Stored like the endpoint does, so that a restarted engine finds it.
+	if d.store != nil {
+		if err := d.store.PutObservation(context.Background(), storage.Observation{ClientID: clientID, Path: p.String(), Token: []byte(k)}); err != nil {
+			return nil, err
+		}
+	}
 	return slices.Clone(d.values[k]), nil
 }
 
@@ -164,23 +172,30 @@ func (d *fakeDevice) Read(_ context.Context, clientID string, p lwm2m.Path) ([]l
 	return slices.Clone(d.values[clientID+" "+p.String()]), nil
 }
 
-// SetDeviceInfo records info on the stored registration, as the endpoint does.
+// SetDeviceInfo records info on the registration, as the endpoint does
+// (from its memory: it reads nothing from the store).
 func (d *fakeDevice) SetDeviceInfo(ctx context.Context, clientID string, info lwm2m.DeviceInfo) (lwm2m.Registration, error) {
 	d.mu.Lock()
-	st := d.store
-	d.mu.Unlock()
-	reg, err := st.GetRegistration(ctx, clientID)
-	if err != nil {
-		return lwm2m.Registration{}, err
+	reg, ok := d.regs[clientID]
+	if ok {
+		reg.Device = &info
+		d.regs[clientID] = reg
 	}
-	reg.Device = &info
-	return reg, st.PutRegistration(ctx, reg)
+	d.infos++
+	d.mu.Unlock()
+	if !ok {
+		return lwm2m.Registration{}, lwm2m.ErrClientNotFound
+	}
+	return reg, d.store.PutRegistration(ctx, reg)
 }
 
 func (d *fakeDevice) CancelObserve(_ context.Context, clientID string, p lwm2m.Path) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.cancels[clientID+" "+p.String()]++
+	if d.store != nil {
+		_ = d.store.DeleteObservation(context.Background(), clientID, p.String())
+	}
 	return nil
 }
 
@@ -204,6 +219,7 @@ type request struct {
 	path   string
 	header http.Header
 	body   []byte
+	raw    []byte // the whole POST body when body is one item split from a batch
 	status int
 }
 
@@ -219,7 +235,10 @@ func (r request) items(t *testing.T) []map[string]any {
 
 // receiver is a webhook receiver. status decides the answer to the n-th
 // request (from 1); it may block. Every request goes to arrived before
-// status is asked and to all after, accepted ones (2xx) to accepted as well.
+// status is asked and to all after; accepted (2xx) ones go to accepted one
+// notification at a time: a batch of several items is split into requests
+// of one item each (same headers), so that tests can follow notifications
+// whether or not the engine batched them.
 type receiver struct {
 	*httptest.Server
 	arrived, all, accepted chan request
@@ -245,12 +264,30 @@ func newReceiver(t testing.TB, status func(n int, r *http.Request) int) *receive
 		req.status = code
 		rc.all <- req
 		if code >= 200 && code < 300 {
-			rc.accepted <- req
+			for _, one := range splitItems(req) {
+				rc.accepted <- one
+			}
 		}
 		w.WriteHeader(code)
 	}))
 	t.Cleanup(rc.Close)
 	return rc
+}
+
+// splitItems returns r as one request per item of a JSON body of several.
+func splitItems(r request) []request {
+	var doc struct{ Items []json.RawMessage }
+	if json.Unmarshal(r.body, &doc) != nil || len(doc.Items) < 2 {
+		return []request{r}
+	}
+	out := make([]request, len(doc.Items))
+	for i, it := range doc.Items {
+		one := r
+		one.raw = r.body
+		one.body = append(append([]byte(`{"Items":[`), it...), ']', '}')
+		out[i] = one
+	}
+	return out
 }
 
 func next[T any](t *testing.T, ch <-chan T, what string) T {
@@ -336,6 +373,9 @@ func (ev *env) register(id, org, ep string) lwm2m.Registration {
 	if err := ev.store.PutRegistration(context.Background(), reg); err != nil {
 		ev.t.Fatalf("put registration: %v", err)
 	}
+	ev.dev.mu.Lock()
+	ev.dev.regs[id] = reg
+	ev.dev.mu.Unlock()
 	return reg
 }
 
@@ -380,7 +420,11 @@ func verifySignature(secret string, r request) bool {
 		return false
 	}
 	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(r.body)
+	if r.raw != nil {
+		m.Write(r.raw)
+	} else {
+		m.Write(r.body)
+	}
 	return hmac.Equal(sum, m.Sum(nil))
 }
 

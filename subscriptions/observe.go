@@ -354,7 +354,7 @@ func (e *Engine) evaluate(cl *clientState, o *observation, st *subState, recs []
 		st.held = nil
 		st.stopTimer()
 		st.f.delivered(mine, now)
-		if d, ok := e.observationDelivery(st, mine, at); ok {
+		if d, ok := e.observationDelivery(cl.id, st, mine, at); ok {
 			return []delivery{d}
 		}
 	case hold:
@@ -384,13 +384,13 @@ func (e *Engine) flush(cl *clientState, o *observation, st *subState, gen uint64
 	recs, at := st.held, st.heldAt
 	st.held = nil
 	st.f.delivered(recs, e.now())
-	if d, ok := e.observationDelivery(st, recs, at); ok {
+	if d, ok := e.observationDelivery(cl.id, st, recs, at); ok {
 		e.dispatch(e.root, []delivery{d})
 	}
 }
 
-func (e *Engine) observationDelivery(st *subState, recs []lwm2m.Record, at time.Time) (delivery, bool) {
-	body, err := observationItem(st.sub, st.path, e.render(st.sub.OrganisationID, st.path, recs), at)
+func (e *Engine) observationDelivery(clientID string, st *subState, recs []lwm2m.Record, at time.Time) (delivery, bool) {
+	body, err := observationItem(st.sub, clientID, st.path, e.render(st.sub.OrganisationID, st.path, recs), at)
 	if err != nil {
 		e.log.Error("subscriptions: rendering a notification", "subscription", st.sub.ID, "error", err)
 		return delivery{}, false
@@ -398,89 +398,10 @@ func (e *Engine) observationDelivery(st *subState, recs []lwm2m.Record, at time.
 	return delivery{sub: st.sub, body: body}, true
 }
 
-// establish (re-)creates the device observations of a client's
-// subscriptions in the background, so that the endpoint's Register or
-// Update handler is not held up by requests to the device. With fresh (a
-// new registration) the device is taken to have lost its observations and
-// attributes.
-func (e *Engine) establish(reg lwm2m.Registration, fresh bool) {
-	cl := e.existingClient(reg.ID)
-	if cl == nil {
-		return
-	}
-	cl.mu.Lock()
-	var todo []*observation
-	for _, o := range cl.obs {
-		if fresh {
-			o.observed = false
-			o.written = lwm2m.Attributes{}
-		}
-		if len(o.subs) > 0 && !o.observed {
-			o.pins++
-			todo = append(todo, o)
-		}
-	}
-	cl.mu.Unlock()
-	if len(todo) == 0 {
-		return
-	}
-	if !e.enter() {
-		for _, o := range todo {
-			e.unpin(cl, o)
-		}
-		return
-	}
-	e.background.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.background.Done()
-		for _, o := range todo {
-			e.establishOne(e.root, cl, o)
-			e.unpin(cl, o)
-		}
-	}()
-}
-
-func (e *Engine) establishOne(ctx context.Context, cl *clientState, o *observation) {
-	o.op.Lock()
-	defer o.op.Unlock()
-	cl.mu.Lock()
-	attrs := o.attributes("")
-	need := len(attrs) > 0 && !o.observed
-	written := o.written
-	cl.mu.Unlock()
-	if !need || ctx.Err() != nil {
-		return
-	}
-	// A device that refuses the attributes is still observed: the server
-	// filters on its own.
-	if err := e.writeAttributes(ctx, cl, o, combine(attrs), written); err != nil {
-		e.log.Warn("subscriptions: re-establishing attributes", "client", cl.id, "path", o.path.String(), "error", err)
-	}
-	recs, err := e.dev.Observe(ctx, cl.id, o.path)
-	if err != nil {
-		e.log.Warn("subscriptions: re-establishing observation", "client", cl.id, "path", o.path.String(), "error", err)
-		return
-	}
-	now := e.now()
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	o.observed = true
-	in := under(recs, o.path)
-	o.remember(in)
-	var ds []delivery
-	for _, st := range o.subs {
-		if st.f.lastAt.IsZero() {
-			st.f.baseline(under(in, st.path), now)
-			continue
-		}
-		ds = append(ds, e.evaluate(cl, o, st, in, now, now)...)
-	}
-	e.dispatch(ctx, ds)
-}
-
-// unobserve marks a client's observations as gone with its registration.
-func (e *Engine) unobserve(reg lwm2m.Registration) {
+// lost marks a client's device observations as gone: with its
+// registration (de-registered, expired), or, with fresh (a new
+// registration), together with the attributes written to the device.
+func (e *Engine) lost(reg lwm2m.Registration, fresh bool) {
 	cl := e.existingClient(reg.ID)
 	if cl == nil {
 		return
@@ -489,5 +410,8 @@ func (e *Engine) unobserve(reg lwm2m.Registration) {
 	defer cl.mu.Unlock()
 	for _, o := range cl.obs {
 		o.observed = false
+		if fresh {
+			o.written = lwm2m.Attributes{}
+		}
 	}
 }

@@ -1,11 +1,11 @@
 package subscriptions
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"mime"
-	"net/url"
 	"strings"
 
 	"github.com/deviceserver/deviceserver/lwm2m"
@@ -68,17 +68,19 @@ func isLifecycle(t string) bool {
 	return false
 }
 
-// validate checks a subscription as it would be stored. Unsupported but
-// well-formed requests (pre-subscriptions) return an error wrapping
-// errors.ErrUnsupported instead of a *ValidationError.
-func validate(s storage.Subscription) error {
+// validate checks a subscription as it would be stored.
+func (e *Engine) validate(ctx context.Context, s storage.Subscription) error {
 	var p problems
 	switch {
 	case s.Type == TypeObservation:
+		field := "Property"
+		if s.ClientID == "" {
+			field = "ResourcePath"
+		}
 		if s.Path == "" {
-			p.add("SubscriptionType", "Observation subscriptions are made on an object instance or a resource")
+			p.add(field, "Observation subscriptions are made on an object instance or a resource")
 		} else if path, err := lwm2m.ParsePath(s.Path); err != nil || (path.Depth != lwm2m.DepthInstance && path.Depth != lwm2m.DepthResource) {
-			p.add("Property", "an observation is of an object instance or of one of its resources, not %q", s.Path)
+			p.add(field, "an observation is of an object instance (/o/i) or of one of its resources (/o/i/r), not %q", s.Path)
 		}
 		validateAttributes(&p, s.Attributes)
 	case isLifecycle(s.Type):
@@ -92,7 +94,10 @@ func validate(s storage.Subscription) error {
 		p.add("SubscriptionType", "must be one of %s, %s, %s, %s, %s, not %q", TypeClientConnected, TypeClientDisconnected,
 			TypeClientUpdated, TypeClientConnectionExpired, TypeObservation, s.Type)
 	}
-	if err := validateURL(s.URL); err != nil {
+	if s.Criteria != nil {
+		validateCriteria(&p, s)
+	}
+	if err := e.dest.checkURL(ctx, s.URL); err != nil {
 		p.add("Url", "%v", err)
 	}
 	if _, err := notificationFormat(s.AcceptContentType); err != nil {
@@ -107,27 +112,32 @@ func validate(s storage.Subscription) error {
 	if s.OrganisationID == "" {
 		return errors.New("subscription has no organisation")
 	}
-	if s.Criteria != nil || (s.Type == TypeObservation && s.ClientID == "") {
-		return fmt.Errorf("organisation-level pre-subscriptions: %w", errors.ErrUnsupported)
-	}
 	return nil
 }
 
-func validateURL(raw string) error {
-	if raw == "" {
-		return errors.New("a webhook URL is required")
+// validateCriteria applies the pre-subscription rules: criteria belong to
+// the organisation level, Model needs Make, FirmwareVersion needs Model, and
+// an endpoint list excludes manufacturer data.
+func validateCriteria(p *problems, s storage.Subscription) {
+	c := s.Criteria
+	if s.ClientID != "" {
+		p.add("Criteria", "criteria select clients, so they belong to organisation-level subscriptions")
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("not a URL: %w", err)
+	if c.Model != "" && c.Make == "" {
+		p.add("Criteria", "Manufacturer.Model needs Manufacturer.Make")
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("must be an absolute http or https URL, not %q", raw)
+	if c.FirmwareVersion != "" && c.Model == "" {
+		p.add("Criteria", "Manufacturer.FirmwareVersion needs Manufacturer.Model")
 	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("has no host: %q", raw)
+	if len(c.Endpoints) > 0 && (c.Make != "" || c.Model != "" || c.FirmwareVersion != "") {
+		p.add("Criteria", "Endpoints and Manufacturer exclude each other")
 	}
-	return nil
+	for _, ep := range c.Endpoints {
+		if strings.TrimSpace(ep) == "" {
+			p.add("Criteria", "Endpoints must not contain empty names")
+			break
+		}
+	}
 }
 
 // validateAttributes applies the API's rule (Pmax < Pmin is an error) and

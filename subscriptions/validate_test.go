@@ -48,7 +48,7 @@ func TestValidate(t *testing.T) {
 
 		{"unknown type", life(func(s *storage.Subscription) { s.Type = "ClientDeleted" }), []string{"SubscriptionType"}, false},
 		{"missing type", life(func(s *storage.Subscription) { s.Type = "" }), []string{"SubscriptionType"}, false},
-		{"observation without a path", obs(func(s *storage.Subscription) { s.Path = "" }), []string{"SubscriptionType"}, false},
+		{"observation without a path", obs(func(s *storage.Subscription) { s.Path = "" }), []string{"Property"}, false},
 		{"observation of an object", obs(func(s *storage.Subscription) { s.Path = "/3303" }), []string{"Property"}, false},
 		{"observation of a resource instance", obs(func(s *storage.Subscription) { s.Path = "/3303/0/5700/1" }), []string{"Property"}, false},
 		{"observation with a bad path", obs(func(s *storage.Subscription) { s.Path = "/3303/x/5700" }), []string{"Property"}, false},
@@ -75,12 +75,26 @@ func TestValidate(t *testing.T) {
 		{"several fields", life(func(s *storage.Subscription) { s.Type = "x"; s.URL = ""; s.DeletionPolicy = 3 }),
 			[]string{"SubscriptionType", "Url", "DeletionPolicy"}, false},
 
-		{"organisation-level observation (pre-subscription)", obs(func(s *storage.Subscription) { s.ClientID = "" }), nil, true},
-		{"criteria (pre-subscription)", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Group: "g"} }), nil, true},
+		{"organisation-level observation (pre-subscription)", obs(func(s *storage.Subscription) { s.ClientID = "" }), nil, false},
+		{"pre-subscription of an instance", obs(func(s *storage.Subscription) { s.ClientID = ""; s.Path = "/3303/0" }), nil, false},
+		{"pre-subscription without a path", obs(func(s *storage.Subscription) { s.ClientID = ""; s.Path = "" }), []string{"ResourcePath"}, false},
+		{"pre-subscription of an object", obs(func(s *storage.Subscription) { s.ClientID = ""; s.Path = "/3303" }), []string{"ResourcePath"}, false},
+		{"pre-subscription with a malformed path", obs(func(s *storage.Subscription) { s.ClientID = ""; s.Path = "3303/0/x" }), []string{"ResourcePath"}, false},
+		{"criteria by group", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Group: "g"} }), nil, false},
+		{"criteria by endpoints", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Endpoints: []string{"ep1", "sn-2"}} }), nil, false},
+		{"criteria by make, model and firmware", obs(func(s *storage.Subscription) {
+			s.ClientID = ""
+			s.Criteria = &storage.Criteria{Group: "g", Make: "Nokia", Model: "LwM2M Client", FirmwareVersion: "2.2"}
+		}), nil, false},
+		{"criteria model without make", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Model: "m"} }), []string{"Criteria"}, false},
+		{"criteria firmware without model", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Make: "a", FirmwareVersion: "1"} }), []string{"Criteria"}, false},
+		{"criteria endpoints with make", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Endpoints: []string{"ep"}, Make: "a"} }), []string{"Criteria"}, false},
+		{"criteria with an empty endpoint", life(func(s *storage.Subscription) { s.Criteria = &storage.Criteria{Endpoints: []string{" "}} }), []string{"Criteria"}, false},
+		{"criteria on a client-level subscription", life(func(s *storage.Subscription) { s.ClientID = "c1"; s.Criteria = &storage.Criteria{Group: "g"} }), []string{"Criteria"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := validate(tc.sub)
+			err := New(Config{}).validate(context.Background(), tc.sub)
 			var ve *ValidationError
 			switch {
 			case tc.unsupported:
