@@ -10,8 +10,31 @@
 // ClientConnectionExpired) of every client of the organisation; client-level
 // ones those of one client. Observation subscriptions are on an object
 // instance ("/o/i") or a resource ("/o/i/r") of one client.
-// Pre-subscriptions (organisation level, by criteria) are not supported yet:
-// Create answers an error wrapping errors.ErrUnsupported.
+//
+// # Pre-subscriptions, criteria and groups
+//
+// Organisation-level subscriptions apply to every client of the
+// organisation, or, with Criteria, to the clients that match all of: Group
+// (the endpoint is a member of the organisation's group of that name;
+// membership is by endpoint name, kept in memory), Endpoints (the endpoint
+// name or the device's serial number is listed), Make / Model /
+// FirmwareVersion (object 3 resources 0, 1 and 3). After every Register the
+// engine reads /3/0 in the background and records the identity on the
+// registration (Device.SetDeviceInfo); an Update reads /3/0/3 again when a
+// subscription of the organisation selects by firmware version, or /3/0
+// when the identity is still unknown. Config.SkipDeviceInfo turns the reads
+// off (criteria that need the identity then never match).
+//
+// Lifecycle subscriptions are matched at each event; one whose criteria
+// need the identity not read yet (ClientConnected after a Register) is
+// delivered once the read is done, if it matches. Organisation-level
+// Observation subscriptions (Path set, ClientID empty) are attached to
+// every matching client, sharing its device observation of the path like
+// client-level subscriptions (with their own filter state per client).
+// They are applied: at once to the online clients when created (unless
+// ApplyLater), at every Register and Update (attaching new matches and
+// detaching clients that stopped matching, e.g. after a firmware change),
+// and when a group's membership changes, to the online clients concerned.
 //
 // # Device observations
 //
@@ -66,8 +89,13 @@
 // # Delivery
 //
 // Each subscription has its own worker, so its notifications are delivered
-// in order and a slow receiver delays only its own subscription. Events never
-// wait on HTTP. Any answer but a 2xx is a failure and is retried. DeletionPolicy 0 keeps notifications in a bounded in-memory
+// in order and a slow receiver delays only its own subscription; at most 8
+// requests are in flight per destination (host:port) over all
+// subscriptions. Events never wait on HTTP. When several notifications wait
+// while a request is in flight, the next request carries up to 100 of them
+// (Items, in order). Redirects are not followed (a 3xx is a failure), and
+// Config.AllowedDestinations restricts destinations when a subscription is
+// made and again when connecting. Any answer but a 2xx is a failure and is retried. DeletionPolicy 0 keeps notifications in a bounded in-memory
 // queue (beyond Config.QueueSize they are dropped and counted), retries
 // RetryMax times and then drops and counts; such notifications are lost when
 // the engine closes. DeletionPolicy 1 writes every notification to the store's
@@ -75,5 +103,10 @@
 // backoff and jitter until a 2xx, the subscription is deleted or the engine
 // closes; Start resumes the outboxes after a restart (at-least-once: a
 // notification in flight at shutdown is sent again, with the same
-// X-Delivery-ID).
+// X-Delivery-ID). A durable batch of several notifications is marked in the
+// store before it is first sent, so that it is always sent again as the
+// same batch under the same ID; a notification that may have been sent
+// alone (the head of an outbox resumed after a restart, or one whose single
+// attempt failed) stays alone. A receiver therefore sees a notification
+// again only under the X-Delivery-ID it first saw it with.
 package subscriptions

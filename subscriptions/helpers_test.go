@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -433,4 +434,9 @@ func u32(v uint32) *uint32   { return &v }
 
 func temperature(v float64) []lwm2m.Record {
 	return []lwm2m.Record{{Path: lwm2m.ResourcePath(3303, 0, 5700), Value: v}}
+}
+
+func isValidation(err error) bool {
+	var ve *ValidationError
+	return errors.As(err, &ve)
 }
