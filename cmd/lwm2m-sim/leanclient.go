@@ -8,8 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/lwm2m/codec"
 	"github.com/deviceserver/deviceserver/lwm2m/sim"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -24,6 +27,12 @@ import (
 // one CoAP message encoded with go-coap's UDP coder, written, and answered
 // on the same socket, with RFC 7252 retransmission, all on the caller's
 // goroutine.
+//
+// Between its exchanges a registered lean device has one goroutine blocked
+// reading its socket (serve), because the server reads object 3 from every
+// device right after it registers; a device that left it unanswered would
+// leave the server with thousands of requests timing out. Only GETs of
+// object 3 are served; everything else gets 4.04.
 
 // RFC 7252 §4.8 transmission parameters.
 const (
@@ -38,10 +47,17 @@ const (
 // leanDevice is one simulated device of the load mode.
 type leanDevice struct {
 	conn *net.UDPConn
-	mid  uint16
+	mid  uint16 // used by one goroutine at a time: the exchange's or serve's
 	// loc is the registration's Location-Path segments ("rd", id), nil
 	// while not registered.
 	loc []string
+	// ep and version are what the device registered with; object 3
+	// reports ep as its serial number, in the version's default format.
+	ep, version string
+	// served is closed when the goroutine serve started has stopped; nil
+	// when none runs. stopping tells it that its read deadline is a stop.
+	served   chan struct{}
+	stopping atomic.Bool
 }
 
 // scratch holds one worker's buffers, reused across its requests so that
@@ -104,13 +120,173 @@ func (d *leanDevice) dial(server *net.UDPAddr) error {
 
 func (d *leanDevice) close() {
 	if d.conn != nil {
-		_ = d.conn.Close()
+		_ = d.conn.Close() // ends serve's read
+		if d.served != nil {
+			<-d.served
+			d.served = nil
+		}
 		d.conn = nil
 	}
 }
 
+// serveBufSize bounds the requests serve reads: the server's GETs are a few
+// dozen bytes; a larger datagram is truncated, fails to decode and is
+// skipped.
+const serveBufSize = 512
+
+// serve answers the server's requests in the background until
+// stopServing or close. The device must not be in an exchange.
+func (d *leanDevice) serve() {
+	if d.served != nil || d.conn == nil {
+		return
+	}
+	// Cleared here, not in the goroutine, so that a stopServing right
+	// after this call is not undone.
+	_ = d.conn.SetReadDeadline(time.Time{})
+	d.stopping.Store(false)
+	done := make(chan struct{})
+	d.served = done
+	go func() {
+		defer close(done)
+		buf := make([]byte, serveBufSize)
+		opts := make(message.Options, 0, 16)
+		for {
+			n, err := d.conn.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && !d.stopping.Load() {
+					continue
+				}
+				return // stopped, or the socket closed
+			}
+			m := message.Message{Options: opts[:0]}
+			if _, err := coder.DefaultCoder.Decode(buf[:n], &m); err != nil {
+				continue
+			}
+			// Write errors are the server's loss, not the device's: it
+			// retransmits or times out.
+			_ = d.serveMessage(m)
+		}
+	}()
+}
+
+// stopServing stops the goroutine serve started and waits for it, so that
+// an exchange can read the socket.
+func (d *leanDevice) stopServing() {
+	if d.served == nil {
+		return
+	}
+	d.stopping.Store(true)
+	_ = d.conn.SetReadDeadline(time.Unix(1, 0))
+	<-d.served
+	d.served = nil
+}
+
+// serveMessage answers a message from the server that is not part of an
+// exchange: a request gets its answer, any other confirmable message (a
+// ping, a response to nothing asked) a Reset; the rest needs no answer.
+func (d *leanDevice) serveMessage(m message.Message) error {
+	switch {
+	case isRequest(m.Code) && (m.Type == message.Confirmable || m.Type == message.NonConfirmable):
+		return d.answerRequest(m)
+	case m.Type == message.Confirmable:
+		return d.reply(message.Reset, codes.Empty, m.MessageID, nil)
+	}
+	return nil
+}
+
+// answerRequest answers a request from the server: a GET of object 3 (or
+// of its instance 0 or one of its resources) with the device's identity,
+// anything else with 4.04. A confirmable request is answered piggybacked
+// in its ACK, a non-confirmable one with a non-confirmable response.
+func (d *leanDevice) answerRequest(req message.Message) error {
+	resp := message.Message{Token: req.Token, Code: codes.NotFound, MessageID: req.MessageID, Type: message.Acknowledgement}
+	if req.Type == message.NonConfirmable {
+		d.mid++
+		resp.Type, resp.MessageID = message.NonConfirmable, int32(d.mid)
+	}
+	var cfBuf [2]byte
+	if req.Code == codes.GET {
+		code, cf, payload := d.readDevice(req.Options)
+		resp.Code, resp.Payload = code, payload
+		if payload != nil {
+			n, _ := message.EncodeUint32(cfBuf[:], uint32(cf))
+			resp.Options = message.Options{{ID: message.ContentFormat, Value: cfBuf[:n]}}
+		}
+	}
+	var buf [serveBufSize]byte
+	n, err := coder.DefaultCoder.Encode(resp, buf[:])
+	if err != nil {
+		return fmt.Errorf("encode answer: %w", err)
+	}
+	if _, err := d.conn.Write(buf[:n]); err != nil {
+		return fmt.Errorf("write answer: %w", stripAddrs(err))
+	}
+	return nil
+}
+
+// The identity a lean device reports in object 3, besides its serial
+// number (the endpoint name).
+const (
+	leanManufacturer = "DeviceServer"
+	leanModel        = "lwm2m-sim-lean"
+	leanFirmware     = "1.0.0"
+)
+
+// readDevice answers a GET with the given options: 2.05 with the records
+// of object 3 under the requested path, in the Accept format (by default
+// TLV for 1.0 and SenML JSON for 1.1; text for a single resource), 4.06 for
+// a format it does not write, 4.04 for another path.
+func (d *leanDevice) readDevice(opts message.Options) (codes.Code, lwm2m.ContentFormat, []byte) {
+	path, err := opts.Path()
+	if err != nil {
+		return codes.BadOption, 0, nil
+	}
+	p, err := lwm2m.ParsePath(path)
+	if err != nil || p.Depth == lwm2m.DepthRoot {
+		return codes.NotFound, 0, nil
+	}
+	all := [...]lwm2m.Record{
+		{Path: lwm2m.ResourcePath(3, 0, 0), Value: leanManufacturer},
+		{Path: lwm2m.ResourcePath(3, 0, 1), Value: leanModel},
+		{Path: lwm2m.ResourcePath(3, 0, 2), Value: d.ep},
+		{Path: lwm2m.ResourcePath(3, 0, 3), Value: leanFirmware},
+	}
+	var recs []lwm2m.Record
+	for _, r := range all {
+		if p.Contains(r.Path) {
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) == 0 {
+		return codes.NotFound, 0, nil
+	}
+	f := lwm2m.FormatSenMLJSON
+	switch accept, err := opts.Accept(); {
+	case err == nil:
+		f = lwm2m.ContentFormat(accept)
+	case p.Depth == lwm2m.DepthResource:
+		f = lwm2m.FormatText
+	case d.version == "1.0":
+		f = lwm2m.FormatTLV
+	}
+	switch f {
+	case lwm2m.FormatSenMLJSON, lwm2m.FormatTLV, lwm2m.FormatText:
+	default:
+		return codes.NotAcceptable, 0, nil
+	}
+	payload, err := codec.Encode(f, p, recs, nil)
+	if err != nil {
+		// Text of an instance, say: not a format for several values.
+		return codes.NotAcceptable, 0, nil
+	}
+	return codes.Content, f, payload
+}
+
 // register sends the LwM2M Register and records the Location-Path.
 func (d *leanDevice) register(ctx context.Context, s *scratch, cfg exchangeConfig, ep string, lifetime uint32, version string) error {
+	// Set first: the server may read object 3 before the exchange ends.
+	d.ep, d.version = ep, version
 	// Options in ascending number order, as the encoder's deltas need.
 	opts := message.Options{
 		{ID: message.URIPath, Value: []byte("rd")},
@@ -300,19 +476,14 @@ func (d *leanDevice) exchange(ctx context.Context, s *scratch, cfg exchangeConfi
 				}
 			}
 			return m, nil
-		case m.Type == message.Confirmable && isRequest(m.Code):
-			// The lean device serves nothing; a piggybacked 4.04 ends the
-			// server's exchange at once rather than after its retries.
-			if err := d.reply(message.Acknowledgement, codes.NotFound, m.MessageID, m.Token); err != nil {
-				return message.Message{}, err
-			}
-		case m.Type == message.Confirmable:
-			// A ping, or a response to nothing we asked: reject it.
-			if err := d.reply(message.Reset, codes.Empty, m.MessageID, nil); err != nil {
+		default:
+			// A request of the server (answered at once rather than
+			// after its retries), a ping, a response to nothing asked;
+			// a non-confirmable stranger needs no answer.
+			if err := d.serveMessage(m); err != nil {
 				return message.Message{}, err
 			}
 		}
-		// Anything else (a non-confirmable stranger) needs no answer.
 	}
 }
 

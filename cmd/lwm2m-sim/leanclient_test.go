@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/lwm2m/codec"
 	"github.com/deviceserver/deviceserver/lwm2m/sim"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -108,8 +110,14 @@ func TestLeanSeparateResponseAndServerRequest(t *testing.T) {
 		rs.send(from, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 100, Token: []byte("srv"),
 			Options: message.Options{{ID: message.URIPath, Value: []byte("3")}, {ID: message.URIPath, Value: []byte("0")}}})
 		ans, _, _, err := rs.recv()
-		if err != nil || ans.Type != message.Acknowledgement || ans.Code != codes.NotFound || ans.MessageID != 100 || string(ans.Token) != "srv" {
+		if err != nil || ans.Type != message.Acknowledgement || ans.Code != codes.Content || ans.MessageID != 100 || string(ans.Token) != "srv" {
 			t.Errorf("answer to the server's GET: %v %v", ans.String(), err)
+		}
+		rs.send(from, message.Message{Type: message.Confirmable, Code: codes.GET, MessageID: 103, Token: []byte("srv2"),
+			Options: message.Options{{ID: message.URIPath, Value: []byte("5")}, {ID: message.URIPath, Value: []byte("0")}}})
+		ans, _, _, err = rs.recv()
+		if err != nil || ans.Type != message.Acknowledgement || ans.Code != codes.NotFound || ans.MessageID != 103 || string(ans.Token) != "srv2" {
+			t.Errorf("answer to the server's GET of another object: %v %v", ans.String(), err)
 		}
 		// A stray non-confirmable message and a stale ACK are ignored.
 		rs.send(from, message.Message{Type: message.NonConfirmable, Code: codes.Content, MessageID: 101, Token: []byte("other")})
@@ -320,4 +328,165 @@ func TestLeanCancelWakesRead(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("register did not return after cancellation")
 	}
+}
+
+// registerLean registers d with rs (which answers 2.01) and returns the
+// device's address as rs sees it.
+func registerLean(t *testing.T, rs *rawServer, d *leanDevice, ep, version string) net.Addr {
+	t.Helper()
+	from := make(chan net.Addr, 1)
+	wait := rs.script(func() {
+		req, _, addr, err := rs.recv()
+		if err != nil {
+			t.Errorf("register: %v", err)
+			return
+		}
+		rs.send(addr, message.Message{Type: message.Acknowledgement, Code: codes.Created, MessageID: req.MessageID, Token: req.Token,
+			Options: message.Options{{ID: message.LocationPath, Value: []byte("rd")}, {ID: message.LocationPath, Value: []byte("id")}}})
+		from <- addr
+	})
+	if err := d.register(context.Background(), newScratch(), exchangeConfig{Timeout: 10 * time.Second}, ep, 60, version); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	return <-from
+}
+
+func pathOpts(segs ...string) message.Options {
+	opts := make(message.Options, 0, len(segs)+1)
+	for _, s := range segs {
+		opts = append(opts, message.Option{ID: message.URIPath, Value: []byte(s)})
+	}
+	return opts
+}
+
+func acceptOpt(cf lwm2m.ContentFormat) message.Option {
+	buf := make([]byte, 4)
+	n, _ := message.EncodeUint32(buf, uint32(cf))
+	return message.Option{ID: message.Accept, Value: buf[:n]}
+}
+
+// TestLeanServesObject3: between exchanges a registered lean device
+// answers the server's reads of object 3 (the server reads it after every
+// registration) and turns everything else away.
+func TestLeanServesObject3(t *testing.T) {
+	identity := map[lwm2m.Path]any{
+		lwm2m.ResourcePath(3, 0, 0): leanManufacturer,
+		lwm2m.ResourcePath(3, 0, 1): leanModel,
+		lwm2m.ResourcePath(3, 0, 2): "dev-9",
+		lwm2m.ResourcePath(3, 0, 3): leanFirmware,
+	}
+	tests := []struct {
+		name    string
+		version string
+		req     message.Message // MessageID and Token are filled in
+		code    codes.Code
+		cf      lwm2m.ContentFormat // of a 2.05
+		base    lwm2m.Path          // to decode a 2.05
+		want    int                 // records of a 2.05
+	}{
+		{name: "instance, SenML JSON", version: "1.1", code: codes.Content, cf: lwm2m.FormatSenMLJSON, base: lwm2m.InstancePath(3, 0), want: 4,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: append(pathOpts("3", "0"), acceptOpt(lwm2m.FormatSenMLJSON))}},
+		{name: "instance, TLV", version: "1.1", code: codes.Content, cf: lwm2m.FormatTLV, base: lwm2m.InstancePath(3, 0), want: 4,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: append(pathOpts("3", "0"), acceptOpt(lwm2m.FormatTLV))}},
+		{name: "instance, 1.0 default TLV", version: "1.0", code: codes.Content, cf: lwm2m.FormatTLV, base: lwm2m.InstancePath(3, 0), want: 4,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3", "0")}},
+		{name: "instance, 1.1 default SenML JSON", version: "1.1", code: codes.Content, cf: lwm2m.FormatSenMLJSON, base: lwm2m.InstancePath(3, 0), want: 4,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3", "0")}},
+		{name: "non-confirmable", version: "1.1", code: codes.Content, cf: lwm2m.FormatSenMLJSON, base: lwm2m.InstancePath(3, 0), want: 4,
+			req: message.Message{Type: message.NonConfirmable, Code: codes.GET, Options: pathOpts("3", "0")}},
+		{name: "object", version: "1.1", code: codes.Content, cf: lwm2m.FormatSenMLJSON, base: lwm2m.ObjectPath(3), want: 4,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3")}},
+		{name: "serial number as text", version: "1.1", code: codes.Content, cf: lwm2m.FormatText, base: lwm2m.ResourcePath(3, 0, 2), want: 1,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3", "0", "2")}},
+		{name: "unsupported format", version: "1.1", code: codes.NotAcceptable,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: append(pathOpts("3", "0"), acceptOpt(lwm2m.FormatSenMLCBOR))}},
+		{name: "other resource", version: "1.1", code: codes.NotFound,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3", "0", "9")}},
+		{name: "other object", version: "1.1", code: codes.NotFound,
+			req: message.Message{Type: message.Confirmable, Code: codes.GET, Options: pathOpts("3303", "0")}},
+		{name: "execute", version: "1.1", code: codes.NotFound,
+			req: message.Message{Type: message.Confirmable, Code: codes.POST, Options: pathOpts("3", "0", "4")}},
+		{name: "ping", version: "1.1", code: codes.Empty,
+			req: message.Message{Type: message.Confirmable, Code: codes.Empty}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := newRawServer(t)
+			d := dialLean(t, rs.addr())
+			from := registerLean(t, rs, d, "dev-9", tt.version)
+			d.serve()
+
+			req := tt.req
+			req.MessageID = 0x4242
+			if req.Code != codes.Empty {
+				req.Token = []byte("srv")
+			}
+			rs.send(from, req)
+			ans, _, _, err := rs.recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case req.Code == codes.Empty: // a ping is reset
+				if ans.Type != message.Reset || ans.MessageID != req.MessageID {
+					t.Fatalf("answer %v, want the Reset of the ping", ans.String())
+				}
+				return
+			case req.Type == message.Confirmable:
+				if ans.Type != message.Acknowledgement || ans.MessageID != req.MessageID {
+					t.Fatalf("answer %v, want piggybacked in the ACK", ans.String())
+				}
+			default:
+				if ans.Type != message.NonConfirmable {
+					t.Fatalf("answer %v, want non-confirmable", ans.String())
+				}
+			}
+			if ans.Code != tt.code || string(ans.Token) != "srv" {
+				t.Fatalf("answer %v, want %v with the request's token", ans.String(), tt.code)
+			}
+			if tt.code != codes.Content {
+				return
+			}
+			cf, err := ans.Options.ContentFormat()
+			if err != nil || lwm2m.ContentFormat(cf) != tt.cf {
+				t.Fatalf("content format %v %v, want %v", cf, err, tt.cf)
+			}
+			recs, err := codec.Decode(tt.cf, tt.base, ans.Payload, device3{})
+			if err != nil || len(recs) != tt.want {
+				t.Fatalf("payload %q: %+v %v", ans.Payload, recs, err)
+			}
+			for _, r := range recs {
+				if identity[r.Path] != r.Value {
+					t.Errorf("%v = %v, want %v", r.Path, r.Value, identity[r.Path])
+				}
+			}
+
+			// Serving stops for the next exchange, which reads the socket.
+			d.stopServing()
+			wait := rs.script(func() {
+				del, _, addr, err := rs.recv()
+				if err != nil {
+					t.Errorf("deregister: %v", err)
+					return
+				}
+				rs.send(addr, message.Message{Type: message.Acknowledgement, Code: codes.Deleted, MessageID: del.MessageID, Token: del.Token})
+			})
+			defer wait()
+			if err := d.deregister(context.Background(), newScratch(), exchangeConfig{Timeout: 10 * time.Second}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// device3 types resources 0-3 of object 3 (strings), so that TLV decodes
+// to the values written.
+type device3 struct{}
+
+func (device3) ResourceType(o, r uint16) (lwm2m.DataType, bool, bool) {
+	if o == 3 && r <= 3 {
+		return lwm2m.TypeString, false, true
+	}
+	return lwm2m.TypeNone, false, false
 }

@@ -78,7 +78,12 @@ func runLoad(ctx context.Context, cfg loadConfig) loadResult {
 		if err := d.dial(server); err != nil {
 			return fmt.Errorf("sim: register: %w", err)
 		}
-		return d.register(ctx, s, xc, fmt.Sprintf("%s-%05d", cfg.Prefix, i+1), cfg.Lifetime, cfg.Version)
+		if err := d.register(ctx, s, xc, fmt.Sprintf("%s-%05d", cfg.Prefix, i+1), cfg.Lifetime, cfg.Version); err != nil {
+			return err
+		}
+		// The server reads object 3 right after the registration.
+		d.serve()
+		return nil
 	})
 	if cfg.Hold > 0 {
 		select {
@@ -90,6 +95,9 @@ func runLoad(ctx context.Context, cfg loadConfig) loadResult {
 		var idx []int
 		for i := range devices {
 			if devices[i].loc != nil {
+				// Stopped before the phase, so that it is not measured;
+				// a request meanwhile is answered in the exchange.
+				devices[i].stopServing()
 				idx = append(idx, i)
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deviceserver/deviceserver/lwm2m"
+	"github.com/deviceserver/deviceserver/lwm2m/codec"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -21,18 +23,29 @@ import (
 )
 
 // rdServer answers Register with 2.01 and De-register with 2.02, and
-// records who registered from where.
+// records who registered from where. When reads is set, it then reads
+// /3/0 from the device, as the real server does, and reports the result.
 type rdServer struct {
-	addr string
+	addr  string
+	reads chan deviceRead
 
 	mu          sync.Mutex
 	endpoints   map[string]string // ep -> remote address
 	deregisters int
 }
 
-func newRDServer(t *testing.T) *rdServer {
+// deviceRead is what rdServer read from a device's object 3.
+type deviceRead struct {
+	ep   string
+	recs []lwm2m.Record
+	err  error
+}
+
+// newRDServer starts an rdServer; reads, when not nil, receives the results
+// of its reads of object 3.
+func newRDServer(t *testing.T, reads chan deviceRead) *rdServer {
 	t.Helper()
-	rs := &rdServer{endpoints: map[string]string{}}
+	rs := &rdServer{endpoints: map[string]string{}, reads: reads}
 	l, err := coapnet.NewListenUDP("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +82,10 @@ func (rs *rdServer) serve(w mux.ResponseWriter, r *mux.Message) {
 		_ = w.SetResponse(codes.Created, message.TextPlain, nil,
 			message.Option{ID: message.LocationPath, Value: []byte("rd")},
 			message.Option{ID: message.LocationPath, Value: []byte(ep)})
+		if rs.reads != nil {
+			// From a goroutine: the device answers once it has its 2.01.
+			go rs.readDevice(w.Conn(), ep)
+		}
 	case r.Code() == codes.DELETE && strings.HasPrefix(path, "/rd/"):
 		rs.deregisters++
 		_ = w.SetResponse(codes.Deleted, message.TextPlain, nil)
@@ -77,8 +94,62 @@ func (rs *rdServer) serve(w mux.ResponseWriter, r *mux.Message) {
 	}
 }
 
+func (rs *rdServer) readDevice(cc mux.Conn, ep string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cc.Get(ctx, "/3/0", message.Option{ID: message.Accept, Value: []byte{byte(lwm2m.FormatSenMLJSON)}})
+	if err != nil {
+		rs.reads <- deviceRead{ep: ep, err: err}
+		return
+	}
+	defer cc.ReleaseMessage(resp)
+	body, err := resp.ReadBody()
+	if err == nil && resp.Code() != codes.Content {
+		err = fmt.Errorf("answer %v", resp.Code())
+	}
+	var recs []lwm2m.Record
+	if err == nil {
+		recs, err = codec.Decode(lwm2m.FormatSenMLJSON, lwm2m.InstancePath(3, 0), body, nil)
+	}
+	rs.reads <- deviceRead{ep: ep, recs: recs, err: err}
+}
+
+// TestLoadAnswersDeviceReads: the server's read of object 3 after each
+// registration is answered, with the endpoint name as serial number.
+func TestLoadAnswersDeviceReads(t *testing.T) {
+	const n = 20
+	rs := newRDServer(t, make(chan deviceRead, n))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan loadResult, 1)
+	go func() {
+		// Held registered until every read is in, then cancelled.
+		done <- runLoad(ctx, loadConfig{Server: rs.addr, Prefix: "read", N: n, Concurrency: 5,
+			Lifetime: 60, Version: "1.1", Timeout: 10 * time.Second, Hold: time.Hour})
+	}()
+	deadline := time.After(30 * time.Second)
+	for range n {
+		select {
+		case r := <-rs.reads:
+			if r.err != nil {
+				t.Errorf("read of %s: %v", r.ep, r.err)
+				continue
+			}
+			if len(r.recs) != 4 || r.recs[2].Path != lwm2m.ResourcePath(3, 0, 2) || r.recs[2].Value != r.ep {
+				t.Errorf("read of %s: %+v", r.ep, r.recs)
+			}
+		case <-deadline:
+			t.Fatal("reads missing after 30s")
+		}
+	}
+	cancel()
+	if res := <-done; res.Register.OK != n {
+		t.Fatalf("register %+v", res.Register)
+	}
+}
+
 func TestLoadSmall(t *testing.T) {
-	rs := newRDServer(t)
+	rs := newRDServer(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := runLoad(ctx, loadConfig{
@@ -135,7 +206,7 @@ func TestLoadSmall(t *testing.T) {
 }
 
 func TestLoadModeCLI(t *testing.T) {
-	rs := newRDServer(t)
+	rs := newRDServer(t, nil)
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"-load", "-n", "3", "-c", "2", "-server", rs.addr, "-json", "-endpoint", "x"},
 		&out, &errOut, func(string) string { return "" })
@@ -166,7 +237,7 @@ func TestLoadModeCountsErrors(t *testing.T) {
 }
 
 func TestRunModeRegistersAndDeregisters(t *testing.T) {
-	rs := newRDServer(t)
+	rs := newRDServer(t, nil)
 	o, err := parseFlags([]string{"-n", "2", "-endpoint", "dev", "-vary", "10ms"}, &discard{},
 		func(k string) string { return map[string]string{"DS_SIM_SERVER": rs.addr}[k] })
 	if err != nil {

@@ -9,8 +9,9 @@
 // Load mode registers many devices, each on its own UDP socket, with a
 // bounded concurrency, and prints registration throughput and latency.
 // Its devices are lean, so that the generator's CPU does not cap what it
-// measures: they register and de-register and serve nothing (a request from
-// the server during an exchange gets 4.04; -hold leaves them unread):
+// measures: they register, answer the server's reads of object 3 (Device:
+// manufacturer, model, the endpoint name as serial number, firmware
+// version) and nothing else (4.04), and de-register:
 //
 //	lwm2m-sim -load -n 5000 -c 50 -server 127.0.0.1:5683 [-json] [-deregister=false]
 //

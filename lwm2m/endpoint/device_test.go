@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +61,9 @@ type harness struct {
 	store  storage.Store
 	events chan Event
 	addr   string
+	// before, when set, runs in the event handler before the event is
+	// queued on events, e.g. to hold the handler (events_test.go).
+	before atomic.Pointer[func(Event)]
 }
 
 func openStore(t testing.TB, dir string) *sqlite.Store {
@@ -100,6 +104,9 @@ func startServer(t *testing.T, cfg Config, st storage.Store) *harness {
 	}
 	h := &harness{store: st, events: make(chan Event, 1024)}
 	h.srv = New(cfg, st, testModels{}, func(_ context.Context, ev Event) {
+		if f := h.before.Load(); f != nil {
+			(*f)(ev)
+		}
 		select {
 		case h.events <- ev:
 		default:

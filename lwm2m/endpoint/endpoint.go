@@ -84,19 +84,31 @@ type Event struct {
 	Time         time.Time
 }
 
-// EventHandler receives events. It is called from a single goroutine, in
-// the order the events happened; it must not block for long (do downlink
-// requests such as Observe from goroutines of your own), because every
-// later event waits for it.
+// EventHandler receives events. Its contract (events.go has the machinery):
+//
+//   - It has returned for an event before the device is answered: the CoAP
+//     response to the Register, Update or De-register, or the ACK of the
+//     confirmable notification, that caused the event is sent only then.
+//     What the handler has made durable (a stored notification) is durable
+//     before the device learns that the server has its message, so a
+//     server killed right after the answer loses nothing.
+//   - Events of one registration (one client ID) reach it one at a time,
+//     in the order they happened, expiry included; events of different
+//     registrations reach it concurrently, from the goroutines that serve
+//     those devices, so it must be safe for concurrent use.
+//   - It is called with no lock of the Server held, so it may call the
+//     Server's methods, but it must not block for long: the device, and
+//     every later event of the same registration, wait for it. In
+//     particular it must not make a synchronous request (Read, Observe,
+//     WriteAttributes, ...) to the device the event is about from inside
+//     the call, since the device is still waiting for its answer and its
+//     later messages queue behind this one; do such requests from a
+//     goroutine of your own.
 type EventHandler func(ctx context.Context, ev Event)
 
 const (
 	defaultRequestTimeout = 5 * time.Second
 	defaultExpiryInterval = time.Second
-	// eventQueueLen bounds the events waiting for the handler; when it is
-	// full, CoAP handlers wait, which slows devices down instead of
-	// losing events.
-	eventQueueLen = 4096
 	// coapTick drives go-coap's retransmissions and connection expiry. Each
 	// tick walks every peer's state, which at thousands of devices costs
 	// real CPU; one second keeps the first retransmission within RFC 7252's
@@ -126,13 +138,21 @@ type Server struct {
 	tokens     map[string]*observation // observation token → observation
 	transports map[string]*transport   // by name ("udp")
 
+	// unloaded counts the clients whose stored observations are not in
+	// tokens yet (loaded at Start, observations loaded lazily); while it
+	// is not zero, an unknown token from an unknown address may still be
+	// one of ours.
+	unloaded atomic.Int64
+
 	// orgTraffic holds each organisation's traffic counters (traffic.go);
 	// entries are never removed, so totals outlive registrations.
 	orgMu      sync.Mutex
 	orgTraffic map[string]*counters
 
-	events chan Event
-	done   chan struct{} // closed when serving has stopped; emit gives up then
+	// evCtx is the context events are delivered with: Start's, without
+	// its cancellation, so that the events of a stopping server still
+	// reach the handler.
+	evCtx context.Context
 
 	// gate lets Close wait for CoAP handlers in flight (they run on
 	// go-coap's goroutines); closed is guarded by gate.
@@ -145,7 +165,6 @@ type Server struct {
 	udpSrv    *udpserver.Server
 	udpConn   *coapNet.UDPConn
 	wg        sync.WaitGroup // serve, expiry, periodic runner
-	dispWG    sync.WaitGroup // event dispatcher
 }
 
 // client is one registered device. Its registration is immutable once
@@ -154,14 +173,18 @@ type client struct {
 	id, org, endpoint string
 
 	// mu serialises changes of this client's registration and observations,
-	// including their store writes, so that they reach the store and the
-	// event queue in order. It is never held across network I/O.
+	// including their store writes, so that they reach the store in order
+	// and take their places in events in that order. It is never held
+	// across network I/O, nor while the event handler runs.
 	mu        sync.Mutex
 	removed   bool                        // deregistered, expired or replaced; guarded by mu
 	obs       map[lwm2m.Path]*observation // guarded by mu
 	obsLoaded bool                        // obs reflects the store; guarded by mu
 
 	state atomic.Pointer[clientState]
+
+	// events puts this client's events in line for the handler (events.go).
+	events eventOrder
 
 	traffic    counters  // this registration's traffic (traffic.go)
 	orgTraffic *counters // the organisation's, shared with its other clients
@@ -217,8 +240,7 @@ func New(cfg Config, store storage.Store, models Models, onEvent EventHandler) *
 		tokens:     make(map[string]*observation),
 		transports: make(map[string]*transport),
 		orgTraffic: make(map[string]*counters),
-		events:     make(chan Event, eventQueueLen),
-		done:       make(chan struct{}),
+		evCtx:      context.Background(),
 	}
 }
 
@@ -234,6 +256,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("endpoint: start: listen %s: %w", s.cfg.Addr, err)
 	}
 	s.udpConn = l
+	// Set before anything can emit: handlers and the expiry loop read it.
+	s.evCtx = context.WithoutCancel(ctx)
 	udpT := &transport{
 		name: "udp",
 		organisation: func(*udpclient.Conn) (string, error) {
@@ -255,6 +279,7 @@ func (s *Server) Start(ctx context.Context) error {
 	srv := udp.NewServer(
 		options.WithContext(runCtx),
 		options.WithHandlerFunc(s.handler(udpT)),
+		options.WithProcessReceivedMessageFunc(s.processReceived),
 		options.WithErrors(func(err error) { s.log.Debug("coap", "err", err) }),
 		options.WithInactivityMonitor(idle, func(cc *udpclient.Conn) { _ = cc.Close() }),
 		// go-coap calls the periodic runner from Serve once the listener
@@ -314,9 +339,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("endpoint: start: %w", err)
 	}
 
-	evCtx := context.WithoutCancel(ctx)
-	s.dispWG.Add(1)
-	go s.dispatch(evCtx)
 	s.wg.Add(1)
 	go s.expiryLoop(runCtx)
 	s.log.Info("listening", "transport", "udp", "addr", l.LocalAddr().String())
@@ -331,8 +353,10 @@ func (s *Server) Addr() net.Addr {
 	return s.udpConn.LocalAddr()
 }
 
-// Close stops serving and waits for the server's goroutines. Events not yet
-// handled are delivered before Close returns.
+// Close stops serving and waits for the server's goroutines. Events are
+// delivered by the goroutines that serve the devices (and by the expiry
+// loop), so every event of a message in flight has reached the handler
+// when Close returns.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -349,8 +373,6 @@ func (s *Server) Close() error {
 		s.closed = true
 		s.gate.Unlock()
 		s.wg.Wait()
-		close(s.done)
-		s.dispWG.Wait()
 	})
 	if err != nil {
 		return fmt.Errorf("endpoint: close: %w", err)
@@ -387,6 +409,7 @@ func (s *Server) addStored(reg lwm2m.Registration) {
 		p.addr = net.UDPAddrFromAddrPort(ap)
 	}
 	c.state.Store(&clientState{reg: reg, peer: p})
+	s.unloaded.Add(1)
 	s.byID[c.id] = c
 	s.byEndpoint[endpointKey(c.org, c.endpoint)] = c
 	if p.t != nil && p.addr != nil {
@@ -441,36 +464,6 @@ func newID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// emit queues ev for the event handler, in order.
-func (s *Server) emit(ev Event) {
-	if s.onEvent == nil {
-		return
-	}
-	select {
-	case s.events <- ev:
-	case <-s.done:
-	}
-}
-
-func (s *Server) dispatch(ctx context.Context) {
-	defer s.dispWG.Done()
-	for {
-		select {
-		case ev := <-s.events:
-			s.onEvent(ctx, ev)
-		case <-s.done:
-			for {
-				select {
-				case ev := <-s.events:
-					s.onEvent(ctx, ev)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
 // expiryLoop removes registrations whose lifetime has run out.
 func (s *Server) expiryLoop(ctx context.Context) {
 	defer s.wg.Done()
@@ -504,21 +497,25 @@ func (s *Server) expire(ctx context.Context, now time.Time) {
 				continue
 			}
 			s.log.Info("registration expired", "id", reg.ID, "endpoint", reg.Endpoint)
-			s.emit(Event{Type: EventExpired, Registration: reg, Time: now})
+			// No client, so no other event of it to keep in line with.
+			s.deliver(pendingEvent{ev: Event{Type: EventExpired, Registration: reg, Time: now}})
 			continue
 		}
 		c.mu.Lock()
 		st := c.state.Load()
+		var pe pendingEvent
 		// The in-memory state is authoritative: an Update may have
 		// refreshed the registration after the store was queried.
 		if !c.removed && st != nil && st.reg.Expired(now) {
-			if err := s.removeLocked(ctx, c, st, EventExpired, now); err != nil {
+			var err error
+			if pe, err = s.removeLocked(ctx, c, st, EventExpired, now); err != nil {
 				s.log.Error("expire registration", "id", c.id, "err", err)
 			} else {
 				s.log.Info("registration expired", "id", c.id, "endpoint", c.endpoint)
 			}
 		}
 		c.mu.Unlock()
+		s.deliver(pe)
 	}
 }
 

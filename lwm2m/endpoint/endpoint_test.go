@@ -223,11 +223,9 @@ func TestExpiry(t *testing.T) {
 	if _, err := h.store.GetRegistration(context.Background(), reg.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("stored after expiry: %v", err)
 	}
-	// Once: another check now finds nothing more to expire. Events are
-	// ordered, so when the marker registration's event arrives every
-	// event of the check has been delivered.
+	// Once: another check now finds nothing more to expire. A check
+	// delivers its events before it returns.
 	h.srv.expire(context.Background(), time.Now())
-	registerDevice(t, h, "marker", "lt=3600", "</3/0>")
 	h.noEvent(t, EventExpired)
 	if _, err := h.store.GetRegistration(context.Background(), long.ID); err != nil {
 		t.Fatalf("long-lived registration gone: %v", err)
@@ -621,8 +619,10 @@ func TestObserveNotifyCancel(t *testing.T) {
 	if stored, _ := h.store.ListObservations(ctx, reg.ID); len(stored) != 0 {
 		t.Fatalf("stored after cancel %+v", stored)
 	}
+	// A confirmable notify returns once the server has answered (with a
+	// Reset: the token is no longer known), which is after any event the
+	// notification caused.
 	d.notify(t, obsReq.Token, 11, message.TextPlain, []byte("99"), true)
-	registerDevice(t, h, "obs-marker", "", "</3/0>") // flushes the event queue
 	h.noEvent(t, EventNotify)
 	if err := h.srv.CancelObserve(ctx, reg.ID, temp); err != nil {
 		t.Fatalf("cancel of nothing: %v", err)
@@ -677,8 +677,7 @@ func TestObservationSurvivesRestartAndReregisterDropsIt(t *testing.T) {
 	if stored, _ := st.ListObservations(ctx, reg.ID); len(stored) != 0 {
 		t.Fatalf("observations after re-register %+v", stored)
 	}
-	d.notify(t, tok, 3, message.TextPlain, []byte("40"), true)
-	registerDevice(t, h2, "obs-restart-marker", "", "</3/0>")
+	d.notify(t, tok, 3, message.TextPlain, []byte("40"), true) // answered after any event
 	h2.noEvent(t, EventNotify)
 }
 

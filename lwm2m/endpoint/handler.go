@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	"github.com/plgd-dev/go-coap/v3/options/config"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
@@ -38,7 +40,9 @@ func (s *Server) handler(t *transport) func(w *responseWriter, r *pool.Message) 
 			return
 		case code >= codes.Created:
 			// Response class, not matched to a pending request by go-coap.
-			s.handleNotification(t, w.Conn().RemoteAddr(), r)
+			if s.handleNotification(t, w.Conn().RemoteAddr(), r) {
+				markReset(w, r)
+			}
 			return
 		}
 		var segs [3][]byte
@@ -75,6 +79,58 @@ func (s *Server) handler(t *transport) func(w *responseWriter, r *pool.Message) 
 			c.account(responseSize(r, w), wireSize(r))
 		}
 	}
+}
+
+// resetMark marks, in the context of a response, that the message it
+// answers is to be rejected with a Reset (see processReceived).
+type resetMark struct{}
+
+// markReset asks processReceived to answer r with a Reset. Only
+// confirmable and non-confirmable messages can be rejected; an ACK that
+// arrives too late for its request is dropped silently (RFC 7252 §4.2).
+//
+// The response is also made a Reset-type empty message, so that go-coap
+// takes its ping/reset path: that path does not cache the answer for
+// deduplication, which would otherwise answer the device's retransmission
+// of a confirmable message with an ACK.
+func markReset(w *responseWriter, r *pool.Message) {
+	if typ := r.Type(); typ != message.Confirmable && typ != message.NonConfirmable {
+		return
+	}
+	m := w.Message()
+	m.SetContext(context.WithValue(m.Context(), resetMark{}, true))
+	m.SetType(message.Reset)
+	m.SetCode(codes.Empty)
+}
+
+// processReceived is go-coap's per-message processing with one addition:
+// a response-class message the handler marked (markReset) is answered with
+// a Reset carrying its message ID (RFC 7252 §4.2/§4.3).
+//
+// go-coap cannot send that by itself: after the handler it turns any
+// answer to a confirmable message into an ACK, and gives the Reset to a
+// non-confirmable one a fresh message ID. So the answer is rewritten here,
+// after go-coap's handling and before go-coap writes it, which keeps its
+// write path (the wildcard listener's source address, the connection).
+func (s *Server) processReceived(req *pool.Message, cc *udpclient.Conn, handler config.HandlerFunc[*udpclient.Conn]) {
+	if typ := req.Type(); req.Code() < codes.Created || (typ != message.Confirmable && typ != message.NonConfirmable) {
+		cc.ProcessReceivedMessageWithHandler(req, handler)
+		return
+	}
+	mid := req.MessageID()
+	cc.ProcessReceivedMessageWithHandler(req, func(w *responseWriter, r *pool.Message) {
+		handler(w, r)
+		m := w.Message()
+		if m.Context().Value(resetMark{}) == nil {
+			return
+		}
+		m.ResetOptionsTo(nil)
+		m.SetBody(nil)
+		m.SetToken(nil)
+		m.SetCode(codes.Empty)
+		m.SetType(message.Reset)
+		m.SetMessageID(mid)
+	})
 }
 
 // reply sets the response, with a text diagnostic when msg is not empty.

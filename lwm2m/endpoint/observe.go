@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -53,11 +54,29 @@ func (o *observation) settle(failed bool) {
 func (o *observation) fresh(seq uint32, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.freshLocked(seq, now)
+}
+
+func (o *observation) freshLocked(seq uint32, now time.Time) bool {
 	if o.hasSeq && !coapobs.ValidSequenceNumber(o.seq, seq, o.last, now) {
 		return false
 	}
 	o.seq, o.last, o.hasSeq = seq, now, true
 	return true
+}
+
+// admit accepts a notification whose Observe value (when hasSeq) is newer
+// than the last one and gives its event ev a place in the client's line.
+// Both happen under o.mu, so that notifications racing each other (go-coap
+// may serve a device's messages on two goroutines) reach the handler in
+// the order of their sequence numbers.
+func (s *Server) admit(o *observation, seq uint32, hasSeq bool, now time.Time, ev Event) (pendingEvent, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if hasSeq && !o.freshLocked(seq, now) {
+		return pendingEvent{}, false
+	}
+	return s.queue(o.c, ev), true
 }
 
 // Observe starts observing p on the device and returns its current value.
@@ -221,25 +240,27 @@ func (s *Server) CancelObserve(ctx context.Context, clientID string, p lwm2m.Pat
 
 // handleNotification routes a response-class message that go-coap did not
 // match to a pending request: a notification of one of our observations.
-// The caller leaves the response untouched, so go-coap acknowledges a
-// confirmable notification with an empty ACK.
-func (s *Server) handleNotification(t *transport, cc net.Addr, r *pool.Message) {
+// Its event has been handled when it returns. It leaves the response
+// untouched, so go-coap acknowledges a confirmable notification with an
+// empty ACK, unless it returns reset: the server is sure the token is not
+// one of its observations, and the device is to be told so with a Reset
+// (RFC 7641 §3.6, passive cancellation).
+func (s *Server) handleNotification(t *transport, from net.Addr, r *pool.Message) (reset bool) {
 	tok := r.Token()
-	s.mu.RLock()
-	o := s.tokens[string(tok)]
-	s.mu.RUnlock()
+	o, unknown := s.observationOf(t, from, tok)
 	if o == nil {
-		o = s.restoredObservation(t, cc, tok)
-	}
-	if o == nil {
-		s.log.Debug("notification with unknown token", "from", cc.String(), "code", r.Code().String())
-		return
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("notification with unknown token", "from", from.String(), "code", r.Code().String(), "reset", unknown)
+		}
+		return unknown
 	}
 	c := o.c
 	st := c.state.Load()
 	if st == nil || st.reg.Transport != t.name {
-		// A token only counts in the security context of its registration.
-		return
+		// A token only counts in the security context of its registration:
+		// to this peer it is unknown, and resetting this peer cannot end
+		// the observation of the registration's own peer.
+		return true
 	}
 	// Counted whatever becomes of its content (stale, undecodable): the
 	// device sent it. A confirmable one gets go-coap's empty ACK, since
@@ -253,60 +274,69 @@ func (s *Server) handleNotification(t *transport, cc net.Addr, r *pool.Message) 
 	resp, err := readResponse(r)
 	if err != nil {
 		s.log.Warn("read notification", "client", c.id, "err", err)
-		return
+		return false
 	}
 	if !resp.ok() {
 		// An error notification ends the observation (RFC 7641 §3.2).
 		s.log.Info("device ended observation", "client", c.id, "path", o.path.String(), "code", r.Code().String())
 		s.forget(o)
-		return
-	}
-	if resp.hasObserve && !o.fresh(resp.observe, now) {
-		return // reordered, older than what was delivered
+		return false
 	}
 	recs, err := s.decode(&st.reg, o.path, resp, multiFormat(&st.reg))
 	if err != nil {
 		s.log.Warn("decode notification", "client", c.id, "path", o.path.String(), "err", err)
-		return
+		return false
 	}
-	s.emit(Event{Type: EventNotify, Registration: st.reg, Path: o.path, Records: recs, Time: now})
+	pe, ok := s.admit(o, resp.observe, resp.hasObserve, now,
+		Event{Type: EventNotify, Registration: st.reg, Path: o.path, Records: recs, Time: now})
+	if !ok {
+		return false // reordered, older than what was delivered
+	}
+	s.deliver(pe)
 	if !resp.hasObserve {
 		// A notification without Observe is the last one.
 		s.forget(o)
 	}
+	return false
 }
 
-// restoredObservation looks a token up among the stored observations of
-// the client at addr (loaded lazily after a restart).
-func (s *Server) restoredObservation(t *transport, addr net.Addr, tok []byte) *observation {
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok || len(tok) == 0 {
-		return nil
-	}
+// observationOf returns the observation with token tok, which a device at
+// addr notified. Live observations are found by token alone (the device
+// may have moved); stored ones, not loaded since a restart, among those of
+// the client registered at addr. When it finds none, unknown says whether
+// the server is sure the token is not one of its observations: not when
+// loading failed, nor when the sender is no registered client while some
+// client's stored observations are still unloaded (a device that moved
+// since the restart).
+func (s *Server) observationOf(t *transport, addr net.Addr, tok []byte) (o *observation, unknown bool) {
 	s.mu.RLock()
-	c := s.byAddr[addrKey(t, ua)]
+	o = s.tokens[string(tok)]
+	var c *client
+	ua, isUDP := addr.(*net.UDPAddr)
+	if o == nil && isUDP {
+		c = s.byAddr[addrKey(t, ua)]
+	}
 	s.mu.RUnlock()
+	if o != nil {
+		return o, false
+	}
 	if c == nil {
-		return nil
+		return nil, isUDP && s.unloaded.Load() == 0
 	}
 	c.mu.Lock()
-	loaded := c.obsLoaded
 	var err error
-	if !loaded && !c.removed {
+	if !c.removed {
 		err = s.loadObservationsLocked(context.Background(), c)
 	}
 	c.mu.Unlock()
-	if loaded {
-		return nil // already known, so the token is not one of ours
-	}
 	if err != nil {
 		s.log.Warn("load observations", "client", c.id, "err", err)
-		return nil
+		return nil, false
 	}
 	s.mu.RLock()
-	o := s.tokens[string(tok)]
+	o = s.tokens[string(tok)]
 	s.mu.RUnlock()
-	return o
+	return o, o == nil
 }
 
 // forget drops o locally and from the store (the device ended it).

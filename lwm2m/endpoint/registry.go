@@ -16,7 +16,7 @@ import (
 var errNotRegistered = errors.New("not registered")
 
 // register creates or replaces the registration of (org, p.Endpoint) and
-// returns it with its client.
+// returns it with its client, once the event handler has had its event.
 func (s *Server) register(ctx context.Context, org string, p regParams, pr peer) (*client, lwm2m.Registration, error) {
 	key := endpointKey(org, p.Endpoint)
 	for {
@@ -38,13 +38,14 @@ func (s *Server) register(ctx context.Context, org string, p regParams, pr peer)
 			c.mu.Unlock()
 			continue
 		}
-		reg, err := s.registerLocked(ctx, c, created, p, pr)
+		reg, pe, err := s.registerLocked(ctx, c, created, p, pr)
 		c.mu.Unlock()
+		s.deliver(pe)
 		return c, reg, err
 	}
 }
 
-func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p regParams, pr peer) (lwm2m.Registration, error) {
+func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p regParams, pr peer) (lwm2m.Registration, pendingEvent, error) {
 	now := time.Now()
 	addr := pr.addr.String()
 	reg := lwm2m.Registration{
@@ -72,7 +73,7 @@ func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p 
 			s.unindexLocked(c, nil)
 			s.mu.Unlock()
 		}
-		return reg, fmt.Errorf("store registration: %w", err)
+		return reg, pendingEvent{}, fmt.Errorf("store registration: %w", err)
 	}
 	old := c.state.Load()
 	c.state.Store(&clientState{reg: reg, peer: pr})
@@ -88,24 +89,30 @@ func (s *Server) registerLocked(ctx context.Context, c *client, created bool, p 
 		// afresh and forgot its observations.
 		s.dropObservationsLocked(ctx, c)
 	}
-	s.emit(Event{Type: EventRegistered, Registration: reg, Time: now})
-	return reg, nil
+	return reg, s.queue(c, Event{Type: EventRegistered, Registration: reg, Time: now}), nil
 }
 
-// update applies an Update request from transport pr.t.
+// update applies an Update request from transport pr.t and returns the
+// registration once the event handler has had its event.
 func (s *Server) update(ctx context.Context, org, id string, p regParams, pr peer) (lwm2m.Registration, error) {
 	c := s.lookup(id)
 	if c == nil {
 		return lwm2m.Registration{}, errNotRegistered
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	reg, pe, err := s.updateLocked(ctx, c, org, p, pr)
+	c.mu.Unlock()
+	s.deliver(pe)
+	return reg, err
+}
+
+func (s *Server) updateLocked(ctx context.Context, c *client, org string, p regParams, pr peer) (lwm2m.Registration, pendingEvent, error) {
 	old := c.state.Load()
 	// A registration belongs to the security context it was made in: an
 	// Update over another transport or from another organisation is
 	// treated as unknown rather than revealing the ID exists.
 	if c.removed || old == nil || old.reg.Transport != pr.t.name || c.org != org {
-		return lwm2m.Registration{}, errNotRegistered
+		return lwm2m.Registration{}, pendingEvent{}, errNotRegistered
 	}
 	now := time.Now()
 	reg := old.reg
@@ -135,7 +142,7 @@ func (s *Server) update(ctx context.Context, org, id string, p regParams, pr pee
 	reg.LastUpdate = now
 	reg.ExpiresAt = now.Add(time.Duration(reg.Lifetime) * time.Second)
 	if err := s.store.PutRegistration(ctx, reg); err != nil {
-		return reg, fmt.Errorf("store registration: %w", err)
+		return reg, pendingEvent{}, fmt.Errorf("store registration: %w", err)
 	}
 	c.state.Store(&clientState{reg: reg, peer: pr})
 	if old.peer.addr == nil || !old.peer.addr.IP.Equal(pr.addr.IP) || old.peer.addr.Port != pr.addr.Port {
@@ -144,26 +151,26 @@ func (s *Server) update(ctx context.Context, org, id string, p regParams, pr pee
 		s.byAddr[addrStrKey(pr.t, reg.Address)] = c
 		s.mu.Unlock()
 	}
-	s.emit(Event{Type: EventUpdated, Registration: reg, Time: now})
-	return reg, nil
+	return reg, s.queue(c, Event{Type: EventUpdated, Registration: reg, Time: now}), nil
 }
 
-// deregister handles a De-register request.
+// deregister handles a De-register request; it returns once the event
+// handler has had its event.
 func (s *Server) deregister(ctx context.Context, org, id string, t *transport) (lwm2m.Registration, error) {
 	c := s.lookup(id)
 	if c == nil {
 		return lwm2m.Registration{}, errNotRegistered
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	st := c.state.Load()
 	if c.removed || st == nil || st.reg.Transport != t.name || c.org != org {
+		c.mu.Unlock()
 		return lwm2m.Registration{}, errNotRegistered
 	}
-	if err := s.removeLocked(ctx, c, st, EventDeregistered, time.Now()); err != nil {
-		return st.reg, err
-	}
-	return st.reg, nil
+	pe, err := s.removeLocked(ctx, c, st, EventDeregistered, time.Now())
+	c.mu.Unlock()
+	s.deliver(pe)
+	return st.reg, err
 }
 
 // Forget drops a registration without telling anyone (no event): an
@@ -180,27 +187,28 @@ func (s *Server) Forget(ctx context.Context, clientID string) error {
 	if c.removed || st == nil {
 		return fmt.Errorf("endpoint: forget %s: %w", clientID, lwm2m.ErrClientNotFound)
 	}
-	if err := s.removeLocked(ctx, c, st, 0, time.Now()); err != nil {
+	// No event, so nothing to deliver.
+	if _, err := s.removeLocked(ctx, c, st, 0, time.Now()); err != nil {
 		return fmt.Errorf("endpoint: forget %s: %w", clientID, err)
 	}
 	return nil
 }
 
-// removeLocked deletes c's registration and observations and emits ev
-// (none when ev is 0). c.mu is held.
-func (s *Server) removeLocked(ctx context.Context, c *client, st *clientState, ev EventType, now time.Time) error {
+// removeLocked deletes c's registration and observations and queues ev
+// (none when ev is 0) for the caller to deliver. c.mu is held.
+func (s *Server) removeLocked(ctx context.Context, c *client, st *clientState, ev EventType, now time.Time) (pendingEvent, error) {
 	if err := s.store.DeleteRegistration(ctx, c.id); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("delete registration: %w", err)
+		return pendingEvent{}, fmt.Errorf("delete registration: %w", err)
 	}
 	c.removed = true
 	s.dropObservationsLocked(ctx, c)
 	s.mu.Lock()
 	s.unindexLocked(c, st)
 	s.mu.Unlock()
-	if ev != 0 {
-		s.emit(Event{Type: ev, Registration: st.reg, Time: now})
+	if ev == 0 {
+		return pendingEvent{}, nil
 	}
-	return nil
+	return s.queue(c, Event{Type: ev, Registration: st.reg, Time: now}), nil
 }
 
 // unindexLocked removes c from the maps (s.mu held).
@@ -256,6 +264,7 @@ func (s *Server) loadObservationsLocked(ctx context.Context, c *client) error {
 	}
 	s.mu.Unlock()
 	c.obsLoaded = true
+	s.unloaded.Add(-1)
 	return nil
 }
 
