@@ -100,6 +100,9 @@ type Engine struct {
 	pre     *preIndex
 	groups  *groupIndex
 	groupMu sync.Mutex
+	// observations holds every Observation subscription by ID, written
+	// through after each store write, so that delivering reads nothing.
+	observations *subCache
 
 	// outcome, when set (by tests, before any event), is told of every
 	// delivery's end: delivered or dropped.
@@ -149,6 +152,7 @@ func New(cfg Config) *Engine {
 		queueSize:      cfg.QueueSize,
 		index:          newLifecycleIndex(),
 		pre:            newPreIndex(),
+		observations:   &subCache{m: make(map[string]storage.Subscription)},
 		groups:         newGroupIndex(),
 		dest:           newDestinations(cfg.AllowedDestinations),
 		skipInfo:       cfg.SkipDeviceInfo,
@@ -283,6 +287,7 @@ func (e *Engine) loadObservations(ctx context.Context) error {
 			e.log.Warn("subscriptions: start: skipping malformed observation", "subscription", s.ID, "path", s.Path)
 			continue
 		}
+		e.observations.put(s)
 		if s.ClientID == "" {
 			e.pre.put(s)
 			continue
@@ -557,14 +562,42 @@ func (e *Engine) deleteLifecycle(ctx context.Context, id string) error {
 }
 
 // subscription returns the current version of a subscription for its
-// worker: from the lifecycle index when it is there, so that delivering a
-// lifecycle notification reads nothing from the store, else from the store
-// (Observation subscriptions, and any not indexed).
+// worker: from the lifecycle index or the Observation cache, so that a
+// delivery reads nothing from the store, else (not known to this engine)
+// from the store.
 func (e *Engine) subscription(ctx context.Context, id string) (storage.Subscription, error) {
 	if s, ok := e.index.get(id); ok {
 		return s, nil
 	}
+	if s, ok := e.observations.get(id); ok {
+		return s, nil
+	}
 	return e.store.GetSubscription(ctx, id)
+}
+
+// subCache is a write-through map of subscriptions by ID.
+type subCache struct {
+	mu sync.RWMutex
+	m  map[string]storage.Subscription
+}
+
+func (c *subCache) put(s storage.Subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[s.ID] = s
+}
+
+func (c *subCache) remove(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
+func (c *subCache) get(id string) (storage.Subscription, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s, ok := c.m[id]
+	return s, ok
 }
 
 // Stats returns the subscription's delivery statistics and the number of
