@@ -151,6 +151,8 @@ func TestTypes(t *testing.T) {
 		{Type(BadRequest), "application/vnd.imgtec.badrequest"},
 		{Type(Subscription), "application/vnd.oma.lwm2m.subscription"},
 		{Type(Subscriptions), "application/vnd.oma.lwm2m.subscriptions"},
+		{Type(Group), "application/vnd.imgtec.group"},
+		{Type(Groups), "application/vnd.imgtec.groups"},
 		{Plural("application/vnd.oma.lwm2m.device"), "application/vnd.oma.lwm2m.devices"},
 		{JSON.Suffix(), "+json"},
 		{XML.Suffix(), "+xml"},

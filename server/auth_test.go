@@ -25,10 +25,10 @@ func TestRoot(t *testing.T) {
 	}{
 		{"unauthenticated", "", []string{"authenticate", "versions"}},
 		{"invalid token", "not-a-token", []string{"authenticate", "versions"}},
-		{"authenticated", e.admin, []string{"authenticate", "versions", "accesskeys", "configuration", "clients", "identities", "metrics", "objectdefinitions", "subscriptions"}},
+		{"authenticated", e.admin, []string{"authenticate", "versions", "accesskeys", "configuration", "clients", "groups", "identities", "metrics", "objectdefinitions", "subscriptions"}},
 	}
 	hrefs := map[string]string{"authenticate": "/oauth/token", "versions": "/versions", "accesskeys": "/accesskeys",
-		"clients": "/clients", "objectdefinitions": "/objecttypes/definitions", "subscriptions": "/subscriptions",
+		"clients": "/clients", "groups": "/groups", "objectdefinitions": "/objecttypes/definitions", "subscriptions": "/subscriptions",
 		"configuration": "/configuration", "identities": "/identities", "metrics": "/metrics"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +52,7 @@ func TestRoot(t *testing.T) {
 	}
 	t.Run("links are followable", func(t *testing.T) {
 		root := e.get(t, e.admin, "/")
-		for _, rel := range []string{"accesskeys", "clients", "objectdefinitions", "subscriptions", "versions"} {
+		for _, rel := range []string{"accesskeys", "clients", "groups", "objectdefinitions", "subscriptions", "versions"} {
 			e.get(t, e.admin, link(t, root, rel))
 		}
 	})

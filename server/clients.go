@@ -18,29 +18,43 @@ import (
 	"github.com/deviceserver/deviceserver/storage"
 )
 
+// clientRep is application/vnd.imgtec.client. Groups are the names of the
+// organisation's groups that list the endpoint ([] when none); the device
+// information comes from object 3, read after registration, when known.
 type clientRep struct {
-	Name         string           `json:"Name"`
-	ClientID     string           `json:"ClientID"`
-	Lifetime     uint32           `json:"Lifetime"`
-	LwM2MVersion string           `json:"LwM2MVersion"`
-	BindingMode  string           `json:"BindingMode"`
-	QueueMode    bool             `json:"QueueMode"`
-	RegisteredAt time.Time        `json:"RegisteredAt"`
-	LastUpdate   time.Time        `json:"LastUpdate"`
-	ExpiresAt    time.Time        `json:"ExpiresAt"`
-	Online       bool             `json:"Online"`
-	Address      string           `json:"Address"`
-	Groups       []string         `json:"Groups"`
-	Links        hypermedia.Links `json:"Links"`
+	Name            string           `json:"Name"`
+	ClientID        string           `json:"ClientID"`
+	Lifetime        uint32           `json:"Lifetime"`
+	LwM2MVersion    string           `json:"LwM2MVersion"`
+	BindingMode     string           `json:"BindingMode"`
+	QueueMode       bool             `json:"QueueMode"`
+	RegisteredAt    time.Time        `json:"RegisteredAt"`
+	LastUpdate      time.Time        `json:"LastUpdate"`
+	ExpiresAt       time.Time        `json:"ExpiresAt"`
+	Online          bool             `json:"Online"`
+	Address         string           `json:"Address"`
+	Groups          []string         `json:"Groups"`
+	Manufacturer    string           `json:"Manufacturer,omitempty"`
+	Model           string           `json:"Model,omitempty"`
+	FirmwareVersion string           `json:"FirmwareVersion,omitempty"`
+	SerialNumber    string           `json:"SerialNumber,omitempty"`
+	Links           hypermedia.Links `json:"Links"`
 }
 
 func (s *Server) clientRep(c *call, reg lwm2m.Registration) clientRep {
 	self := href(c.base, pathClient, reg.ID)
-	return clientRep{
+	var groups []string
+	if s.cfg.Subscriptions != nil {
+		groups = s.cfg.Subscriptions.GroupsOf(reg.Organisation, reg.Endpoint)
+	}
+	if groups == nil {
+		groups = []string{}
+	}
+	rep := clientRep{
 		Name: reg.Endpoint, ClientID: reg.ID, Lifetime: reg.Lifetime, LwM2MVersion: reg.Version,
 		BindingMode: reg.Binding, QueueMode: reg.QueueMode, RegisteredAt: reg.RegisteredAt.UTC(),
 		LastUpdate: reg.LastUpdate.UTC(), ExpiresAt: reg.ExpiresAt.UTC(), Online: !reg.Expired(s.cfg.Now()),
-		Address: reg.Address, Groups: []string{},
+		Address: reg.Address, Groups: groups,
 		Links: hypermedia.Links{}.
 			Add("self", self, mt.Type(mt.Client)).
 			Add("remove", self, "").
@@ -48,12 +62,16 @@ func (s *Server) clientRep(c *call, reg lwm2m.Registration) clientRep {
 			Add("subscriptions", href(c.base, pathClientSubs, reg.ID), mt.Type(mt.Subscriptions)).
 			Add("metrics", href(c.base, pathClientMetrics, reg.ID), mt.Type(mt.Metrics)),
 	}
+	if d := reg.Device; d != nil {
+		rep.Manufacturer, rep.Model, rep.FirmwareVersion, rep.SerialNumber = d.Manufacturer, d.ModelNumber, d.FirmwareVersion, d.SerialNumber
+	}
+	return rep
 }
 
-// listClients serves GET /clients with ?name=, ?online= and paging.
+// listClients serves GET /clients with ?name=, ?online=, ?group= and paging.
 func (s *Server) listClients(w http.ResponseWriter, r *http.Request, c *call) {
 	q := r.URL.Query()
-	f := storage.RegistrationFilter{Organisation: c.auth.Org, Endpoint: q.Get("name"), Now: s.cfg.Now()}
+	f := storage.RegistrationFilter{Organisation: c.auth.Org, Endpoint: q.Get("name"), Group: q.Get("group"), Now: s.cfg.Now()}
 	if v := q.Get("online"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -66,20 +84,14 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	var reps []clientRep
-	total := 0
-	// Groups arrive with the subscription-engine issue; until then no
-	// client is in any group.
-	if q.Get("group") == "" {
-		regs, n, err := s.cfg.Store.ListRegistrations(r.Context(), f, start, size)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		total = n
-		for _, reg := range regs {
-			reps = append(reps, s.clientRep(c, reg))
-		}
+	regs, total, err := s.cfg.Store.ListRegistrations(r.Context(), f, start, size)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	reps := make([]clientRep, len(regs))
+	for i, reg := range regs {
+		reps[i] = s.clientRep(c, reg)
 	}
 	writePage(s, w, r, c, reps, start, size, total, hypermedia.Links{})
 }

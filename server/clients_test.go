@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -204,6 +205,53 @@ func TestClientsList(t *testing.T) {
 			t.Errorf("second delete: %d", r.Status)
 		}
 	})
+}
+
+// TestClientDeviceInfo: what the server read from a device's object 3
+// shows on the client; nothing shows while it is unknown.
+func TestClientDeviceInfo(t *testing.T) {
+	e := newEnv(t)
+	reg := e.register(t, adminOrg, "c-known", "ep-known", true)
+	reg.Device = &lwm2m.DeviceInfo{Manufacturer: "Acme", ModelNumber: "X-1", SerialNumber: "SN-42", FirmwareVersion: "2.2"}
+	if err := e.store.PutRegistration(context.Background(), reg); err != nil {
+		t.Fatal(err)
+	}
+	partial := e.register(t, adminOrg, "c-partial", "ep-partial", true)
+	partial.Device = &lwm2m.DeviceInfo{Manufacturer: "Acme"}
+	if err := e.store.PutRegistration(context.Background(), partial); err != nil {
+		t.Fatal(err)
+	}
+	e.register(t, adminOrg, "c-unknown", "ep-unknown", true)
+	fields := []string{"Manufacturer", "Model", "FirmwareVersion", "SerialNumber"}
+	tests := []struct {
+		client string
+		want   map[string]any // of fields; absent ones must not be shown
+	}{
+		{"c-known", map[string]any{"Manufacturer": "Acme", "Model": "X-1", "FirmwareVersion": "2.2", "SerialNumber": "SN-42"}},
+		{"c-partial", map[string]any{"Manufacturer": "Acme"}},
+		{"c-unknown", map[string]any{}},
+	}
+	list := items(e.get(t, e.admin, "/clients"))
+	for _, tt := range tests {
+		t.Run(tt.client, func(t *testing.T) {
+			var listed map[string]any
+			for _, it := range list {
+				if it["ClientID"] == tt.client {
+					listed = it
+				}
+			}
+			for _, c := range []map[string]any{e.get(t, e.admin, "/clients/"+tt.client), listed} {
+				for _, f := range fields {
+					if v, ok := c[f]; ok != (tt.want[f] != nil) || (ok && v != tt.want[f]) {
+						t.Errorf("%s = %v (shown %v), want %v", f, v, ok, tt.want[f])
+					}
+				}
+				if g, ok := c["Groups"].([]any); !ok || len(g) != 0 {
+					t.Errorf("Groups %v, want []", c["Groups"])
+				}
+			}
+		})
+	}
 }
 
 func TestObjectTypes(t *testing.T) {

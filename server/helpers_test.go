@@ -324,7 +324,8 @@ var vendorJSON = regexp.MustCompile(`^application/vnd\.(imgtec|oma\.lwm2m)\.[a-z
 // holds header name/value pairs. Every answer is checked for what holds
 // for all of them: a body has an exact vendor +json Content-Type (the OAuth
 // token errors excepted: RFC 6749 makes those application/json), a 204 has
-// none, and X-Client-RequestId is echoed.
+// none, and X-Client-RequestId is echoed. The compatibility API (/m2m/)
+// answers plain application/json.
 func (e *env) do(t testing.TB, token, method, target, contentType, body string, extra ...string) resp {
 	t.Helper()
 	if !strings.HasPrefix(target, "http") {
@@ -368,6 +369,10 @@ func (e *env) do(t testing.TB, token, method, target, contentType, body string, 
 	case strings.HasSuffix(req.URL.Path, "/oauth/token") && res.StatusCode == http.StatusBadRequest:
 		if ct != "application/json" {
 			t.Errorf("%s %s: OAuth error Content-Type %q, want application/json (RFC 6749)", method, target, ct)
+		}
+	case strings.HasPrefix(req.URL.Path, "/m2m/"):
+		if ct != "application/json" {
+			t.Errorf("%s %s: compatibility API Content-Type %q, want application/json", method, target, ct)
 		}
 	case !vendorJSON.MatchString(ct):
 		t.Errorf("%s %s: %d Content-Type %q is not a vendor +json/+xml type", method, target, res.StatusCode, ct)

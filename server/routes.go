@@ -31,6 +31,8 @@ const (
 	pathDefinition    = "/objecttypes/definitions/{definition}"
 	pathSubscriptions = "/subscriptions"
 	pathSubscription  = "/subscriptions/{subscription}"
+	pathGroups        = "/groups"
+	pathGroup         = "/groups/{group}"
 	pathIdentities    = "/identities"
 	pathPSKs          = "/identities/psk"
 	pathPSK           = "/identities/psk/{identity}"
@@ -43,6 +45,11 @@ const (
 	pathConfiguration = "/configuration"
 	pathBootstrap     = "/configuration/bootstrap"
 	pathOpenAPI       = "/openapi.json"
+
+	// The compatibility API (API.md section 7).
+	pathM2MRegistration  = "/m2m/applications/registration"
+	pathM2MSubscriptions = "/m2m/subscriptions"
+	pathM2MSubscription  = "/m2m/subscriptions/{subscriptionid}"
 )
 
 func (s *Server) routes() {
@@ -87,6 +94,19 @@ func (s *Server) routes() {
 	s.route(pathSubscription, http.MethodPut, "", s.updateSubscription)
 	s.route(pathSubscription, http.MethodDelete, "", s.deleteSubscription)
 
+	s.route(pathGroups, http.MethodGet, mt.Groups, s.listGroups)
+	s.route(pathGroups, http.MethodPost, mt.ResourceCreated, s.createGroup)
+	s.route(pathGroup, http.MethodGet, mt.Group, s.getGroup)
+	s.route(pathGroup, http.MethodPut, "", s.updateGroup)
+	s.route(pathGroup, http.MethodDelete, "", s.deleteGroup)
+
+	s.m2mRoute(pathM2MRegistration, http.MethodPut, s.putCallback)
+	s.m2mRoute(pathM2MRegistration, http.MethodGet, s.getCallback)
+	s.m2mRoute(pathM2MRegistration, http.MethodDelete, s.deleteCallback)
+	s.m2mRoute(pathM2MSubscriptions, http.MethodPost, s.createM2MSubscription)
+	s.m2mRoute(pathM2MSubscription, http.MethodGet, s.getM2MSubscription)
+	s.m2mRoute(pathM2MSubscription, http.MethodDelete, s.deleteM2MSubscription)
+
 	s.route(pathIdentities, http.MethodGet, mt.Identities, s.getIdentities)
 	s.route(pathPSKs, http.MethodGet, mt.PSKIdentities, s.listPSKs)
 	s.route(pathPSKs, http.MethodPost, mt.PSKIdentity, s.createPSK)
@@ -105,9 +125,17 @@ func (s *Server) routes() {
 	s.route(pathBootstrap, http.MethodGet, mt.Bootstrap, s.getBootstrap)
 
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isM2M(r) {
+			s.m2mError(w, http.StatusNotFound, m2mNotFound, "no such resource: "+r.URL.Path)
+			return
+		}
 		s.errorBody(w, r, http.StatusNotFound, "no such resource: "+r.URL.Path)
 	})
 	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isM2M(r) {
+			s.m2mError(w, http.StatusMethodNotAllowed, m2mInvalid, r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
 		s.errorBody(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
 	})
 }
@@ -145,6 +173,7 @@ func (s *Server) root(w http.ResponseWriter, r *http.Request, c *call) {
 		l = l.Add("accesskeys", c.base+pathAccessKeys, mt.Type(mt.AccessKeys)).
 			Add("configuration", c.base+pathConfiguration, mt.Type(mt.Configuration)).
 			Add("clients", c.base+pathClients, mt.Type(mt.Clients)).
+			Add("groups", c.base+pathGroups, mt.Type(mt.Groups)).
 			Add("identities", c.base+pathIdentities, mt.Type(mt.Identities)).
 			Add("metrics", c.base+pathMetrics, mt.Type(mt.Metrics)).
 			Add("objectdefinitions", c.base+pathDefinitions, mt.Type(mt.ObjectDefinitions)).

@@ -109,6 +109,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.log.Error("http: handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			if isM2M(r) {
+				s.m2mError(w, http.StatusInternalServerError, m2mServerError, "internal error")
+				return
+			}
 			s.errorBody(w, r, http.StatusInternalServerError, "internal error")
 		}
 	}()

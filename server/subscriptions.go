@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"reflect"
@@ -112,6 +113,50 @@ func attributesFrom(a lwm2m.Attributes) *attributesRep {
 	return &attributesRep{Pmin: u(a.Pmin), Pmax: u(a.Pmax), Step: f(a.St), LessThan: f(a.Lt), GreaterThan: f(a.Gt)}
 }
 
+// criteriaRep is the Criteria member of an organisation-level
+// pre-subscription: which clients it applies to.
+type criteriaRep struct {
+	Group        string           `json:"Group,omitempty"`
+	Endpoints    []string         `json:"Endpoints,omitempty"`
+	Manufacturer *manufacturerRep `json:"Manufacturer,omitempty"`
+}
+
+// manufacturerRep selects clients by what their object 3 says.
+type manufacturerRep struct {
+	Make            string `json:"Make,omitempty"`
+	Model           string `json:"Model,omitempty"`
+	FirmwareVersion string `json:"FirmwareVersion,omitempty"`
+}
+
+// toStorage converts criteria; empty criteria are none (every client).
+func (c *criteriaRep) toStorage() *storage.Criteria {
+	if c == nil {
+		return nil
+	}
+	out := storage.Criteria{Group: c.Group, Endpoints: c.Endpoints}
+	if m := c.Manufacturer; m != nil {
+		out.Make, out.Model, out.FirmwareVersion = m.Make, m.Model, m.FirmwareVersion
+	}
+	if out.Group == "" && len(out.Endpoints) == 0 && out.Make == "" && out.Model == "" && out.FirmwareVersion == "" {
+		return nil
+	}
+	return &out
+}
+
+func criteriaFrom(c *storage.Criteria) *criteriaRep {
+	if c == nil {
+		return nil
+	}
+	out := &criteriaRep{Group: c.Group, Endpoints: c.Endpoints}
+	if c.Make != "" || c.Model != "" || c.FirmwareVersion != "" {
+		out.Manufacturer = &manufacturerRep{Make: c.Make, Model: c.Model, FirmwareVersion: c.FirmwareVersion}
+	}
+	if out.Group == "" && len(out.Endpoints) == 0 && out.Manufacturer == nil {
+		return nil
+	}
+	return out
+}
+
 // subscriptionBody is what POST accepts.
 type subscriptionBody struct {
 	SubscriptionType  string           `json:"SubscriptionType"`
@@ -121,7 +166,9 @@ type subscriptionBody struct {
 	Attributes        *attributesRep   `json:"Attributes"`
 	DeletionPolicy    *int             `json:"DeletionPolicy"`
 	Secret            string           `json:"Secret"`
-	Links             hypermedia.Links `json:"Links"` // ignored, so a representation can be posted back
+	Criteria          *criteriaRep     `json:"Criteria"`     // organisation level only
+	ResourcePath      string           `json:"ResourcePath"` // organisation-level Observation only
+	Links             hypermedia.Links `json:"Links"`        // ignored, so a representation can be posted back
 }
 
 type deliveryRep struct {
@@ -138,6 +185,8 @@ type subscriptionRep struct {
 	URL               string           `json:"Url"`
 	AcceptContentType string           `json:"AcceptContentType,omitempty"`
 	Property          string           `json:"Property,omitempty"`
+	Criteria          *criteriaRep     `json:"Criteria,omitempty"`
+	ResourcePath      string           `json:"ResourcePath,omitempty"`
 	Attributes        *attributesRep   `json:"Attributes,omitempty"`
 	DeletionPolicy    int              `json:"DeletionPolicy"`
 	Delivery          deliveryRep      `json:"Delivery"`
@@ -147,15 +196,18 @@ type subscriptionRep struct {
 func (s *Server) subscriptionRep(r *http.Request, c *call, sub storage.Subscription) subscriptionRep {
 	self := href(c.base, pathSubscription, sub.ID)
 	rep := subscriptionRep{ID: sub.ID, SubscriptionType: sub.Type, URL: sub.URL, AcceptContentType: sub.AcceptContentType,
-		Property: sub.Property, Attributes: attributesFrom(sub.Attributes), DeletionPolicy: sub.DeletionPolicy}
+		Property: sub.Property, Criteria: criteriaFrom(sub.Criteria), Attributes: attributesFrom(sub.Attributes), DeletionPolicy: sub.DeletionPolicy}
+	if sub.ClientID == "" {
+		rep.ResourcePath = sub.Path // an organisation-level pre-subscription's
+	}
 	rep.Links = rep.Links.Add("self", self, mt.Type(mt.Subscription)).
 		Add("update", self, mt.Type(mt.Subscription)).
 		Add("remove", self, "")
 	if sub.ClientID != "" {
 		rep.Links = rep.Links.Add("client", href(c.base, pathClient, sub.ClientID), mt.Type(mt.Client))
-	}
-	if p, err := lwm2m.ParsePath(sub.Path); err == nil && p.Depth >= lwm2m.DepthInstance {
-		rep.Links = rep.Links.Add("object", href(c.base, pathInstance, sub.ClientID, strconv.Itoa(int(p.Object)), strconv.Itoa(int(p.Instance))), "")
+		if p, err := lwm2m.ParsePath(sub.Path); err == nil && p.Depth >= lwm2m.DepthInstance {
+			rep.Links = rep.Links.Add("object", href(c.base, pathInstance, sub.ClientID, strconv.Itoa(int(p.Object)), strconv.Itoa(int(p.Instance))), "")
+		}
 	}
 	if st, pending, err := s.cfg.Subscriptions.Stats(r.Context(), sub.ID); err == nil {
 		rep.Delivery = deliveryRep{Delivered: st.Delivered, Dropped: st.Dropped, Pending: pending, LastError: st.LastError}
@@ -167,16 +219,30 @@ func (s *Server) subscriptionRep(r *http.Request, c *call, sub storage.Subscript
 	return rep
 }
 
-// newSubscription validates the common part of a POST body.
-func (s *Server) newSubscription(w http.ResponseWriter, r *http.Request, c *call) (storage.Subscription, bool) {
+// newSubscription validates the common part of a POST body. Criteria and
+// ResourcePath belong to the organisation level: only orgLevel takes them.
+func (s *Server) newSubscription(w http.ResponseWriter, r *http.Request, c *call, orgLevel bool) (storage.Subscription, subscriptionBody, bool) {
 	var body subscriptionBody
 	if !s.decodeBody(w, r, &body, mt.Subscription) {
-		return storage.Subscription{}, false
+		return storage.Subscription{}, body, false
+	}
+	if !orgLevel {
+		var bad []string
+		if body.Criteria != nil {
+			bad = append(bad, "Criteria")
+		}
+		if body.ResourcePath != "" {
+			bad = append(bad, "ResourcePath")
+		}
+		if len(bad) > 0 {
+			s.badRequest(w, codeInvalidFields, strings.Join(bad, " and ")+" belong to organisation-level subscriptions (POST /subscriptions)", bad...)
+			return storage.Subscription{}, body, false
+		}
 	}
 	attrs, bad := body.Attributes.toLwM2M()
 	if len(bad) > 0 {
 		s.badRequest(w, codeInvalidFields, "periods must be whole, non-negative seconds", bad...)
-		return storage.Subscription{}, false
+		return storage.Subscription{}, body, false
 	}
 	sub := storage.Subscription{OrganisationID: c.auth.Org, Type: body.SubscriptionType, URL: body.URL,
 		AcceptContentType: body.AcceptContentType, Property: body.Property, Attributes: attrs,
@@ -184,7 +250,7 @@ func (s *Server) newSubscription(w http.ResponseWriter, r *http.Request, c *call
 	if body.DeletionPolicy != nil {
 		sub.DeletionPolicy = *body.DeletionPolicy
 	}
-	return sub, true
+	return sub, body, true
 }
 
 // createSubscription hands a subscription to the engine and answers 201.
@@ -199,22 +265,65 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, c *c
 	s.write(w, c, http.StatusCreated, createdRep{ID: created.ID, Links: hypermedia.Links{}.Add("self", self, mt.Type(mt.Subscription))})
 }
 
-// createOrgSubscription: lifecycle events of every client of the organisation.
-func (s *Server) createOrgSubscription(w http.ResponseWriter, r *http.Request, c *call) {
-	s.createLifecycleSubscription(w, r, c, "")
-}
-
-// createClientSubscription: one client's lifecycle events.
-func (s *Server) createClientSubscription(w http.ResponseWriter, r *http.Request, c *call) {
-	if reg, ok := s.registration(w, r, c); ok {
-		s.createLifecycleSubscription(w, r, c, reg.ID)
+// isLifecycleType reports whether t is one of the client lifecycle types.
+func isLifecycleType(t string) bool {
+	switch t {
+	case subscriptions.TypeClientConnected, subscriptions.TypeClientDisconnected,
+		subscriptions.TypeClientUpdated, subscriptions.TypeClientConnectionExpired:
+		return true
 	}
+	return false
 }
 
-// createLifecycleSubscription creates an organisation-level (clientID "")
-// or client-level subscription; Property belongs to instances only.
-func (s *Server) createLifecycleSubscription(w http.ResponseWriter, r *http.Request, c *call, clientID string) {
-	sub, ok := s.newSubscription(w, r, c)
+// parseResourcePath reads a pre-subscription's ResourcePath: an object
+// instance "/o/i" or a resource "/o/i/r" (the leading slash may be left out).
+func parseResourcePath(raw string) (lwm2m.Path, bool) {
+	p, err := lwm2m.ParsePath(strings.TrimSpace(raw))
+	if err != nil || (p.Depth != lwm2m.DepthInstance && p.Depth != lwm2m.DepthResource) {
+		return lwm2m.Path{}, false
+	}
+	return p, true
+}
+
+// createOrgSubscription: lifecycle events of every client of the
+// organisation, or a pre-subscription: Criteria select the clients (every
+// client without), and an Observation names its ResourcePath.
+func (s *Server) createOrgSubscription(w http.ResponseWriter, r *http.Request, c *call) {
+	sub, body, ok := s.newSubscription(w, r, c, true)
+	if !ok {
+		return
+	}
+	if sub.Property != "" {
+		s.badRequest(w, codeInvalidFields, "Property belongs to instance subscriptions; pre-subscriptions name a ResourcePath", "Property")
+		return
+	}
+	switch {
+	case isLifecycleType(sub.Type) && body.ResourcePath != "":
+		s.badRequest(w, codeInvalidFields, "ResourcePath belongs to Observation pre-subscriptions, not to "+sub.Type, "ResourcePath")
+		return
+	case sub.Type == subscriptions.TypeObservation && body.ResourcePath == "":
+		s.badRequest(w, codeInvalidFields, "an organisation-level Observation needs a ResourcePath: /object/instance or /object/instance/resource", "ResourcePath")
+		return
+	case body.ResourcePath != "":
+		p, ok := parseResourcePath(body.ResourcePath)
+		if !ok {
+			s.badRequest(w, codeInvalidFields, fmt.Sprintf("ResourcePath must be /object/instance or /object/instance/resource, not %q", body.ResourcePath), "ResourcePath")
+			return
+		}
+		sub.Path = p.String()
+	}
+	sub.Criteria = body.Criteria.toStorage()
+	s.createSubscription(w, r, c, sub)
+}
+
+// createClientSubscription: one client's lifecycle events; Property
+// belongs to instances only.
+func (s *Server) createClientSubscription(w http.ResponseWriter, r *http.Request, c *call) {
+	reg, ok := s.registration(w, r, c)
+	if !ok {
+		return
+	}
+	sub, _, ok := s.newSubscription(w, r, c, false)
 	if !ok {
 		return
 	}
@@ -222,7 +331,7 @@ func (s *Server) createLifecycleSubscription(w http.ResponseWriter, r *http.Requ
 		s.badRequest(w, codeInvalidFields, "Property belongs to instance subscriptions", "Property")
 		return
 	}
-	sub.ClientID = clientID
+	sub.ClientID = reg.ID
 	s.createSubscription(w, r, c, sub)
 }
 
@@ -233,7 +342,7 @@ func (s *Server) createInstanceSubscription(w http.ResponseWriter, r *http.Reque
 	if !ok {
 		return
 	}
-	sub, ok := s.newSubscription(w, r, c)
+	sub, _, ok := s.newSubscription(w, r, c, false)
 	if !ok {
 		return
 	}
@@ -311,7 +420,9 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request, c *call
 }
 
 // updateSubscription changes Url, Attributes, AcceptContentType,
-// DeletionPolicy or Secret; any other field is a 400.
+// DeletionPolicy or Secret; any other field is a 400. Criteria and
+// ResourcePath decide which devices a pre-subscription was applied to, so
+// they are fixed: a different selection is a new subscription.
 func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request, c *call) {
 	sub, ok := s.orgSubscription(w, r, c)
 	if !ok {
@@ -323,9 +434,22 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request, c *c
 		Attributes        *attributesRep   `json:"Attributes"`
 		DeletionPolicy    *int             `json:"DeletionPolicy"`
 		Secret            *string          `json:"Secret"`
+		Criteria          *criteriaRep     `json:"Criteria"`
+		ResourcePath      *string          `json:"ResourcePath"`
 		Links             hypermedia.Links `json:"Links"`
 	}
 	if !s.decodeBody(w, r, &body, mt.Subscription) {
+		return
+	}
+	var fixed []string
+	if body.Criteria != nil {
+		fixed = append(fixed, "Criteria")
+	}
+	if body.ResourcePath != nil {
+		fixed = append(fixed, "ResourcePath")
+	}
+	if len(fixed) > 0 {
+		s.badRequest(w, codeInvalidFields, strings.Join(fixed, " and ")+" cannot be changed: delete the subscription and create a new one", fixed...)
 		return
 	}
 	patch := subscriptions.Patch{URL: body.URL, AcceptContentType: body.AcceptContentType, DeletionPolicy: body.DeletionPolicy, Secret: body.Secret}

@@ -161,7 +161,7 @@ func TestSubscriptions(t *testing.T) {
 			{"not a Url", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"http://[::1"}`, []string{"Url"}},
 			{"unknown SubscriptionType", "/subscriptions", `{"SubscriptionType":"Sometimes","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
 			{"no SubscriptionType and no Url", "/subscriptions", `{}`, []string{"SubscriptionType", "Url"}},
-			{"Observation of the organisation", "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
+			{"Observation of the organisation without ResourcePath", "/subscriptions", `{"SubscriptionType":"Observation","Url":"` + hook + `"}`, []string{"ResourcePath"}},
 			{"lifecycle on an instance", inst + "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `"}`, []string{"SubscriptionType"}},
 			{"attributes on lifecycle", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Attributes":{"Pmin":1}}`, []string{"Attributes"}},
 			{"Property on the organisation", "/subscriptions", `{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Property":"x"}`, []string{"Property"}},
@@ -284,6 +284,133 @@ func TestSubscriptions(t *testing.T) {
 		}
 		if n := pageInfo(e.get(t, e.admin, "/subscriptions"))["TotalCount"]; n != 1.0 {
 			t.Errorf("%v subscriptions left, want 1", n)
+		}
+	})
+}
+
+// TestPreSubscriptions: organisation-level subscriptions with Criteria and
+// Observation pre-subscriptions with a ResourcePath (API.md section 5).
+func TestPreSubscriptions(t *testing.T) {
+	e := newEnv(t)
+	e.register(t, adminOrg, "c-01", "ep-01", true)
+	hook := "http://127.0.0.1:9/hook"
+	inst := "/clients/c-01/objecttypes/3303/instances/0"
+
+	t.Run("valid", func(t *testing.T) {
+		tests := []struct {
+			name, ctype, body string
+			want              map[string]any // members of the representation; nil: must be absent
+			links             []string
+		}{
+			{"lifecycle of a group", subType,
+				`{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Criteria":{"Group":"tenant-a"}}`,
+				map[string]any{"Criteria": map[string]any{"Group": "tenant-a"}, "ResourcePath": nil}, []string{"self", "update", "remove"}},
+			{"lifecycle of endpoints", subType,
+				`{"SubscriptionType":"ClientUpdated","Url":"` + hook + `","Criteria":{"Endpoints":["ep-01","ep-02"]}}`,
+				map[string]any{"Criteria": map[string]any{"Endpoints": []any{"ep-01", "ep-02"}}}, []string{"self", "update", "remove"}},
+			{"observation by manufacturer", subType,
+				`{"SubscriptionType":"Observation","Url":"` + hook + `","ResourcePath":"/3303/0/5700","Attributes":{"Pmin":120,"Pmax":180},` +
+					`"Criteria":{"Group":"tenant-a","Manufacturer":{"Make":"Nokia","Model":"LwM2M Client","FirmwareVersion":"2.2"}}}`,
+				map[string]any{"ResourcePath": "/3303/0/5700", "Attributes": map[string]any{"Pmin": 120.0, "Pmax": 180.0},
+					"Criteria": map[string]any{"Group": "tenant-a", "Manufacturer": map[string]any{"Make": "Nokia", "Model": "LwM2M Client", "FirmwareVersion": "2.2"}},
+					"Property": nil}, []string{"self", "update", "remove"}},
+			{"observation of an instance of every client", subType,
+				`{"SubscriptionType":"Observation","Url":"` + hook + `","ResourcePath":"3303/0"}`,
+				map[string]any{"ResourcePath": "/3303/0", "Criteria": nil}, []string{"self", "update", "remove"}},
+			{"empty criteria are none", subType,
+				`{"SubscriptionType":"ClientConnected","Url":"` + hook + `","Criteria":{}}`,
+				map[string]any{"Criteria": nil}, []string{"self", "update", "remove"}},
+			{"XML body", "application/vnd.oma.lwm2m.subscription+xml",
+				`<Subscription><SubscriptionType>Observation</SubscriptionType><Url>` + hook + `</Url><ResourcePath>/3303/1/5700</ResourcePath>` +
+					`<Criteria><Endpoints><Endpoint>ep-01</Endpoint><Endpoint>ep-09</Endpoint></Endpoints></Criteria></Subscription>`,
+				map[string]any{"ResourcePath": "/3303/1/5700", "Criteria": map[string]any{"Endpoints": []any{"ep-01", "ep-09"}}}, []string{"self", "update", "remove"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := e.do(t, e.admin, http.MethodPost, "/subscriptions", tt.ctype, tt.body)
+				if r.Status != http.StatusCreated {
+					t.Fatalf("POST: %d %s", r.Status, r.Raw)
+				}
+				got := e.get(t, e.admin, link(t, r.Body, "self"))
+				for k, v := range tt.want {
+					if g, ok := got[k]; (v == nil && ok) || (v != nil && !reflect.DeepEqual(g, v)) {
+						t.Errorf("%s = %v, want %v", k, g, v)
+					}
+				}
+				if l := rels(got); !reflect.DeepEqual(l, tt.links) {
+					t.Errorf("links %v, want %v", l, tt.links)
+				}
+			})
+		}
+	})
+
+	t.Run("invalid", func(t *testing.T) {
+		obs := func(extra string) string {
+			return `{"SubscriptionType":"Observation","Url":"` + hook + `"` + extra + `}`
+		}
+		life := func(extra string) string {
+			return `{"SubscriptionType":"ClientConnected","Url":"` + hook + `"` + extra + `}`
+		}
+		tests := []struct {
+			name, path, body string
+			fields           []string
+		}{
+			{"ResourcePath on a lifecycle type", "/subscriptions", life(`,"ResourcePath":"/3303/0/5700"`), []string{"ResourcePath"}},
+			{"Observation without ResourcePath", "/subscriptions", obs(``), []string{"ResourcePath"}},
+			{"object ResourcePath", "/subscriptions", obs(`,"ResourcePath":"/3303"`), []string{"ResourcePath"}},
+			{"resource instance ResourcePath", "/subscriptions", obs(`,"ResourcePath":"/3303/0/5700/1"`), []string{"ResourcePath"}},
+			{"non-numeric ResourcePath", "/subscriptions", obs(`,"ResourcePath":"/temperature/0"`), []string{"ResourcePath"}},
+			{"ResourcePath not a string", "/subscriptions", obs(`,"ResourcePath":3303`), []string{"ResourcePath"}},
+			{"Property with ResourcePath", "/subscriptions", obs(`,"ResourcePath":"/3303/0","Property":"SensorValue"`), []string{"Property"}},
+			{"Criteria not an object", "/subscriptions", life(`,"Criteria":"tenant-a"`), []string{"Criteria"}},
+			{"unknown criterion", "/subscriptions", life(`,"Criteria":{"Colour":"red"}`), []string{"Colour"}},
+			{"Criteria on a client", "/clients/c-01/subscriptions", life(`,"Criteria":{"Group":"g"}`), []string{"Criteria"}},
+			{"ResourcePath on a client", "/clients/c-01/subscriptions", life(`,"ResourcePath":"/3303/0"`), []string{"ResourcePath"}},
+			{"Criteria on an instance", inst + "/subscriptions", obs(`,"Criteria":{"Group":"g"}`), []string{"Criteria"}},
+			{"both on an instance", inst + "/subscriptions", obs(`,"Criteria":{"Group":"g"},"ResourcePath":"/3303/0"`), []string{"Criteria", "ResourcePath"}},
+			{"Model without Make", "/subscriptions", life(`,"Criteria":{"Manufacturer":{"Model":"X-1"}}`), []string{"Criteria"}},
+			{"FirmwareVersion without Model", "/subscriptions", obs(`,"ResourcePath":"/3/0","Criteria":{"Manufacturer":{"Make":"Acme","FirmwareVersion":"1"}}`), []string{"Criteria"}},
+			{"Endpoints and Manufacturer", "/subscriptions", life(`,"Criteria":{"Endpoints":["ep-01"],"Manufacturer":{"Make":"Acme"}}`), []string{"Criteria"}},
+			{"Pmax < Pmin", "/subscriptions", obs(`,"ResourcePath":"/3303/0/5700","Attributes":{"Pmin":60,"Pmax":5}`), []string{"Attributes"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				wantBadRequest(t, e.do(t, e.admin, http.MethodPost, tt.path, subType, tt.body), tt.fields...)
+			})
+		}
+		if n := pageInfo(e.get(t, e.admin, "/subscriptions"))["TotalCount"]; n != 6.0 {
+			t.Errorf("%v subscriptions after invalid requests, want the 6 valid ones", n)
+		}
+	})
+
+	t.Run("PUT cannot change Criteria or ResourcePath", func(t *testing.T) {
+		r := e.do(t, e.admin, http.MethodPost, "/subscriptions", subType,
+			`{"SubscriptionType":"Observation","Url":"`+hook+`","ResourcePath":"/3303/0/5700","Criteria":{"Group":"tenant-a"}}`)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("POST: %d %s", r.Status, r.Raw)
+		}
+		self := link(t, r.Body, "self")
+		tests := []struct {
+			name, body string
+			fields     []string
+		}{
+			{"Criteria", `{"Criteria":{"Group":"tenant-b"}}`, []string{"Criteria"}},
+			{"the same Criteria", `{"Criteria":{"Group":"tenant-a"}}`, []string{"Criteria"}},
+			{"ResourcePath", `{"ResourcePath":"/3303/0/5701"}`, []string{"ResourcePath"}},
+			{"both with Url", `{"Url":"https://example.com/new","Criteria":{},"ResourcePath":"/3303/0"}`, []string{"Criteria", "ResourcePath"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				wantBadRequest(t, e.do(t, e.admin, http.MethodPut, self, subType, tt.body), tt.fields...)
+			})
+		}
+		if r := e.do(t, e.admin, http.MethodPut, self, subType, `{"Url":"https://example.com/new","Attributes":{"Pmin":1}}`); r.Status != http.StatusNoContent {
+			t.Fatalf("PUT Url and Attributes: %d %s", r.Status, r.Raw)
+		}
+		got := e.get(t, e.admin, self)
+		if got["Url"] != "https://example.com/new" || got["ResourcePath"] != "/3303/0/5700" ||
+			!reflect.DeepEqual(got["Criteria"], map[string]any{"Group": "tenant-a"}) || !reflect.DeepEqual(got["Attributes"], map[string]any{"Pmin": 1.0}) {
+			t.Errorf("after PUT: %s", mustJSON(got))
 		}
 	})
 }

@@ -30,9 +30,11 @@ func main() {
 
 // options are the parsed flags.
 type options struct {
-	cfg      deviceserver.Config
-	coaps    string
-	logLevel string
+	cfg          deviceserver.Config
+	coaps        string
+	logLevel     string
+	webhookAllow string // comma-separated, into cfg.WebhookAllow
+	deviceInfo   bool   // false sets cfg.SkipDeviceInfo
 }
 
 // parseFlags reads flags, with defaults taken from the environment.
@@ -57,8 +59,8 @@ func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (op
 		}
 		return def
 	}
-	boolean := func(name string) bool {
-		b, err := strconv.ParseBool(env(name, "false"))
+	boolean := func(name string, def bool) bool {
+		b, err := strconv.ParseBool(env(name, strconv.FormatBool(def)))
 		if err != nil {
 			envErr = fmt.Errorf("%s: %w", name, err)
 		}
@@ -85,8 +87,10 @@ func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (op
 	fs.DurationVar(&c.RefreshTTL, "refresh-token-ttl", dur("DS_REFRESH_TOKEN_TTL", 30*24*time.Hour), "refresh token lifetime (DS_REFRESH_TOKEN_TTL)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", dur("DS_REQUEST_TIMEOUT", 5*time.Second), "how long a device has to answer a request (DS_REQUEST_TIMEOUT)")
 	fs.DurationVar(&c.ExpiryInterval, "expiry-interval", dur("DS_EXPIRY_INTERVAL", time.Second), "how often registration lifetimes are checked (DS_EXPIRY_INTERVAL)")
-	fs.BoolVar(&c.TrustProxy, "trust-proxy", boolean("DS_TRUST_PROXY"), "build hrefs from X-Forwarded-Proto/-Host (DS_TRUST_PROXY)")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", boolean("DS_TRUST_PROXY", false), "build hrefs from X-Forwarded-Proto/-Host (DS_TRUST_PROXY)")
 	fs.IntVar(&c.WebhookRetryMax, "webhook-retries", integer("DS_WEBHOOK_RETRIES", 3), "retries of a DeletionPolicy 0 webhook before it is dropped (DS_WEBHOOK_RETRIES)")
+	fs.StringVar(&o.webhookAllow, "webhook-allow", env("DS_WEBHOOK_ALLOW", ""), "comma-separated webhook destinations allowed: host names, *.domains, IP addresses, CIDR networks; empty allows any (DS_WEBHOOK_ALLOW)")
+	fs.BoolVar(&o.deviceInfo, "device-info", boolean("DS_DEVICE_INFO", true), "read make, model, serial number and firmware from each device's object 3 after registration (DS_DEVICE_INFO)")
 	fs.StringVar(&o.logLevel, "log-level", env("DS_LOG_LEVEL", "info"), "debug, info, warn or error (DS_LOG_LEVEL)")
 	if envErr != nil {
 		return o, envErr
@@ -106,6 +110,13 @@ func parseFlags(args []string, getenv func(string) string, errOut io.Writer) (op
 	if (c.AdminKey == "") != (c.AdminSecret == "") {
 		return o, fmt.Errorf("--admin-key and --admin-secret go together")
 	}
+	c.WebhookAllow = nil
+	for _, e := range strings.Split(o.webhookAllow, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			c.WebhookAllow = append(c.WebhookAllow, e)
+		}
+	}
+	c.SkipDeviceInfo = !o.deviceInfo
 	return o, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,23 @@ func TestParseFlags(t *testing.T) {
 		{name: "admin pair", args: []string{"--admin-key", "k", "--admin-secret", "s"},
 			check: func(o options) bool { return o.cfg.AdminKey == "k" && o.cfg.AdminSecret == "s" }},
 		{name: "admin key alone", args: []string{"--admin-key", "k"}, error: true},
+		{name: "webhooks to any destination, device info read by default", check: func(o options) bool {
+			return o.cfg.WebhookAllow == nil && !o.cfg.SkipDeviceInfo
+		}},
+		{name: "webhook allow-list", args: []string{"--webhook-allow", " hooks.example.com, *.example.org,,192.0.2.0/24 ,2001:db8::1"},
+			check: func(o options) bool {
+				return slices.Equal(o.cfg.WebhookAllow, []string{"hooks.example.com", "*.example.org", "192.0.2.0/24", "2001:db8::1"})
+			}},
+		{name: "webhook allow-list from the environment", env: map[string]string{"DS_WEBHOOK_ALLOW": "10.0.0.0/8"},
+			check: func(o options) bool { return slices.Equal(o.cfg.WebhookAllow, []string{"10.0.0.0/8"}) }},
+		{name: "flag allow-list beats environment", args: []string{"--webhook-allow", "a.example"}, env: map[string]string{"DS_WEBHOOK_ALLOW": "b.example"},
+			check: func(o options) bool { return slices.Equal(o.cfg.WebhookAllow, []string{"a.example"}) }},
+		{name: "no device info", args: []string{"--device-info=false"}, check: func(o options) bool { return o.cfg.SkipDeviceInfo }},
+		{name: "no device info from the environment", env: map[string]string{"DS_DEVICE_INFO": "false"},
+			check: func(o options) bool { return o.cfg.SkipDeviceInfo }},
+		{name: "flag device info beats environment", args: []string{"--device-info"}, env: map[string]string{"DS_DEVICE_INFO": "false"},
+			check: func(o options) bool { return !o.cfg.SkipDeviceInfo }},
+		{name: "bad env boolean", env: map[string]string{"DS_DEVICE_INFO": "sometimes"}, error: true},
 		{name: "bad sync", args: []string{"--sync", "OFF"}, error: true},
 		{name: "bad env duration", env: map[string]string{"DS_REQUEST_TIMEOUT": "soon"}, error: true},
 		{name: "stray argument", args: []string{"serve"}, error: true},

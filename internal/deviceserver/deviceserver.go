@@ -44,6 +44,13 @@ type Config struct {
 	WebhookRetryMax int
 	SecretHashCost  int // bcrypt cost of stored secrets; 0 = bcrypt's default (tests lower it)
 	Logger          *slog.Logger
+	// WebhookAllow limits webhook destinations (subscription URLs and m2m
+	// callbacks) to these host names, *.domains, IP addresses and CIDR
+	// networks; empty allows any destination.
+	WebhookAllow []string
+	// SkipDeviceInfo turns off reading make, model, serial number and
+	// firmware version from each device's object 3 after registration.
+	SkipDeviceInfo bool
 	// Out receives the first-start administrator credentials (printed once).
 	Out io.Writer
 }
@@ -109,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (_ *Instance, err error) {
 	}, inst.store, models, func(ctx context.Context, ev endpoint.Event) { inst.dispatch(ctx, ev) })
 	inst.engine = subscriptions.New(subscriptions.Config{
 		Store: inst.store, Device: inst.endpoint, Render: hypermedia.NotificationValue(models),
-		RetryMax: cfg.WebhookRetryMax, Logger: log,
+		RetryMax: cfg.WebhookRetryMax, AllowedDestinations: cfg.WebhookAllow, SkipDeviceInfo: cfg.SkipDeviceInfo, Logger: log,
 	})
 	if err := inst.engine.Start(ctx); err != nil {
 		return nil, fmt.Errorf("deviceserver: start subscriptions: %w", err)

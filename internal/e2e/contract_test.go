@@ -204,6 +204,12 @@ type contractRow struct {
 	status        int
 	jsonOnly      bool              // the route's representation exists only in JSON: +xml is 406
 	save          map[string]string // fixture ← answer member, for later rows
+	query         string            // appended to the path after "?"
+	// m2m: the compatibility API, plain application/json in and out
+	// (accept and ctype are unused): the JSON pass sends and wants
+	// application/json, the XML pass asks for application/xml and wants a
+	// 406 in the API's {"msg","code"} shape.
+	m2m bool
 }
 
 // TestContract checks every route of the router in JSON and in XML through
@@ -243,6 +249,8 @@ func TestContract(t *testing.T) {
 			"client": client, "object": "3", "instance": "0", "resource": "0", "metric": "BytesSent",
 			"goneclient": clientID("contract-gone-" + f.name),
 			"objectid":   strconv.Itoa(40100 + i), "instanceid": strconv.Itoa(7 + i),
+			// The XML pass of the m2m rows stops at 406, before the ID matters.
+			"subscriptionid": "none",
 		}
 	}
 	temperature := "application/vnd.oma.lwm2m.temperature"
@@ -328,6 +336,31 @@ func TestContract(t *testing.T) {
 			}},
 		{method: "DELETE", route: "/subscriptions/{subscription}", accept: sub, status: none204},
 
+		{method: "GET", route: "/groups", accept: mt.Type(mt.Groups), status: ok200},
+		{method: "POST", route: "/groups", accept: mt.Type(mt.ResourceCreated), ctype: mt.Type(mt.Group), status: created201,
+			body: func(f wireFormat) any {
+				return map[string]any{"Name": "contract-" + f.name, "Endpoints": []string{"contract-dev", "never-" + f.name}}
+			}, save: map[string]string{"group": "ID"}},
+		{method: "GET", route: "/groups/{group}", accept: mt.Type(mt.Group), status: ok200},
+		{method: "PUT", route: "/groups/{group}", accept: mt.Type(mt.Group), ctype: mt.Type(mt.Group), status: none204,
+			body: func(f wireFormat) any {
+				return map[string]any{"Name": "renamed-" + f.name, "Endpoints": []string{"contract-dev"}}
+			}},
+		{method: "DELETE", route: "/groups/{group}", accept: mt.Type(mt.Group), status: none204},
+
+		{method: "PUT", route: "/m2m/applications/registration", m2m: true, status: ok200,
+			body: func(wireFormat) any {
+				return map[string]any{"url": rc.URL + "/m2m", "headers": map[string]string{"X-Contract": "yes"}}
+			}},
+		{method: "GET", route: "/m2m/applications/registration", m2m: true, status: ok200},
+		{method: "POST", route: "/m2m/subscriptions", query: "type=lifecycleEvents", m2m: true, status: http.StatusAccepted,
+			body: func(wireFormat) any {
+				return map[string]any{"criteria": map[string]any{"serialNumbers": []string{"contract-dev"}}, "events": []string{"registration", "update"}}
+			}, save: map[string]string{"subscriptionid": "subscriptionId"}},
+		{method: "GET", route: "/m2m/subscriptions/{subscriptionid}", m2m: true, status: ok200},
+		{method: "DELETE", route: "/m2m/subscriptions/{subscriptionid}", m2m: true, status: ok200},
+		{method: "DELETE", route: "/m2m/applications/registration", m2m: true, status: ok200},
+
 		{method: "GET", route: "/identities", accept: mt.Type(mt.Identities), status: ok200},
 		{method: "GET", route: "/identities/psk", accept: mt.Type(mt.PSKIdentities), status: ok200},
 		{method: "POST", route: "/identities/psk", accept: mt.Type(mt.PSKIdentity), ctype: mt.Type(mt.PSKIdentity), status: created201,
@@ -392,6 +425,13 @@ func TestContract(t *testing.T) {
 						vars[k] = v
 					}
 					u := srv.URL + fill(t, row.route, vars)
+					if row.query != "" {
+						u += "?" + row.query
+					}
+					if row.m2m {
+						got[f] = contractM2M(t, f, row, u, admin, fixtures[f])
+						return
+					}
 					token := admin
 					if row.asB {
 						token = bToken
@@ -452,6 +492,51 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// contractM2M makes the request of a compatibility-API row in format f
+// (see contractRow.m2m), saves the row's fixtures into saved and returns
+// the answer's members, or nil for the XML pass.
+func contractM2M(t *testing.T, f wireFormat, row contractRow, u, token string, saved map[string]string) []string {
+	t.Helper()
+	var body []byte
+	ctype := ""
+	if row.body != nil {
+		b, err := json.Marshal(row.body(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, ctype = b, "application/json"
+	}
+	accept, status := "application/json", row.status
+	if f == xmlFormat {
+		accept, status = "application/xml", http.StatusNotAcceptable
+	}
+	a := send(t, row.method, u, token, accept, ctype, body)
+	if a.status != status {
+		t.Fatalf("%s %s: %v, want %d", row.method, u, a, status)
+	}
+	if ct := a.contentType(); ct != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	obj := jsonFormat.decode(t, a)
+	if f == xmlFormat {
+		if obj["code"] != 1001.0 || obj["msg"] == "" {
+			t.Errorf("406 body %s, want code 1001 and a msg", a.raw)
+		}
+		return nil
+	}
+	if code, isResult := obj["code"]; isResult && code != 1000.0 {
+		t.Errorf("code %v, want 1000: %s", code, a.raw)
+	}
+	for fixture, member := range row.save {
+		v, _ := obj[member].(string)
+		if v == "" {
+			t.Fatalf("no %s in the answer: %s", member, a.raw)
+		}
+		saved[fixture] = v
+	}
+	return members(obj)
+}
+
 // contractRoundTrips checks that what the server emits it accepts back
 // where the route takes a body, in both formats.
 func contractRoundTrips(t *testing.T, srv *testserver.Server, api testserver.Client, admin, bToken, bKey string,
@@ -494,6 +579,14 @@ func contractRoundTrips(t *testing.T, srv *testserver.Server, api testserver.Cli
 		obs := created(t, "observation", api.Do(http.MethodPost, srv.URL+"/clients/"+client+"/objecttypes/3303/instances/0/subscriptions", subType,
 			map[string]any{"SubscriptionType": "Observation", "Url": hook + "/rt-" + f.name, "Property": "5700", "AcceptContentType": "application/xml",
 				"Attributes": map[string]any{"Pmin": 2, "Pmax": 120, "Step": 0.25, "LessThan": -5.5, "GreaterThan": 40}}), "ID")
+		group := created(t, "group", api.Do(http.MethodPost, srv.URL+"/groups", mt.Type(mt.Group),
+			map[string]any{"Name": "rt-" + f.name, "Endpoints": []string{"contract-dev", "rt-never-" + f.name}}), "ID")
+		emptyGroup := created(t, "empty group", api.Do(http.MethodPost, srv.URL+"/groups", mt.Type(mt.Group),
+			map[string]any{"Name": "rt-empty-" + f.name}), "ID")
+		pre := created(t, "pre-subscription", api.Do(http.MethodPost, srv.URL+"/subscriptions", subType,
+			map[string]any{"SubscriptionType": "Observation", "Url": hook + "/pre-" + f.name, "ResourcePath": "/3303/0/5700",
+				"Criteria":   map[string]any{"Group": "rt-" + f.name, "Manufacturer": map[string]any{"Make": "Contract Co", "Model": "M-" + f.name}},
+				"Attributes": map[string]any{"Pmin": 1, "Pmax": 60}}), "ID")
 
 		t.Run(f.name, func(t *testing.T) {
 			t.Run("access key", func(t *testing.T) {
@@ -524,6 +617,44 @@ func contractRoundTrips(t *testing.T, srv *testserver.Server, api testserver.Cli
 					t.Errorf("Attributes after the round trip: %v", after["Attributes"])
 				}
 			})
+			t.Run("pre-subscription", func(t *testing.T) {
+				u := srv.URL + "/subscriptions/" + pre
+				// Criteria and ResourcePath are shown but fixed, like ID and SubscriptionType.
+				readOnly := []string{"ID", "SubscriptionType", "Delivery", "Criteria", "ResourcePath"}
+				before := getPut(t, f, u, admin, mt.Type(mt.Subscription), func(rep map[string]any) map[string]any {
+					for _, n := range readOnly {
+						if _, ok := rep[n]; !ok {
+							t.Errorf("the representation has no %s: %v", n, rep)
+						}
+					}
+					return withoutKeys(rep, readOnly...)
+				})
+				after := again(t, f, u, admin, mt.Type(mt.Subscription))
+				if a, b := withoutKeys(after, "Delivery"), withoutKeys(before, "Delivery"); !reflect.DeepEqual(a, b) {
+					t.Errorf("after the round trip %v, before %v", a, b)
+				}
+				crit, _ := after["Criteria"].(map[string]any)
+				if m, _ := crit["Manufacturer"].(map[string]any); crit["Group"] != "rt-"+f.name || m["Make"] != "Contract Co" || m["Model"] != "M-"+f.name {
+					t.Errorf("Criteria %v", after["Criteria"])
+				}
+			})
+			for name, id := range map[string]string{"group": group, "empty group": emptyGroup} {
+				t.Run(name, func(t *testing.T) {
+					u := srv.URL + "/groups/" + id
+					before := getPut(t, f, u, admin, mt.Type(mt.Group), nil)
+					if after := again(t, f, u, admin, mt.Type(mt.Group)); !reflect.DeepEqual(after, before) {
+						t.Errorf("after the round trip %v, before %v", after, before)
+					}
+					// Both formats agree on the members, empty or not.
+					want := []string{"contract-dev", "rt-never-" + f.name}
+					if id == emptyGroup {
+						want = nil
+					}
+					if got := strs(api.Get(u).Body["Endpoints"]); !reflect.DeepEqual(got, want) {
+						t.Errorf("Endpoints %q after the round trip, want %q", got, want)
+					}
+				})
+			}
 			for _, id := range []string{customID, "3"} {
 				t.Run("object definition "+id, func(t *testing.T) {
 					u := defs + "/" + id
@@ -627,6 +758,7 @@ func contractErrors(t *testing.T, srv *testserver.Server, admin, bToken, bKey, c
 	api := testserver.Client{T: t, Token: admin}
 	const dupID = "40300"
 	created(t, "definition "+dupID, api.Do(http.MethodPost, srv.URL+"/objecttypes/definitions", mt.Type(mt.ObjectDefinition), valve(dupID, "Duplicate")), "ID")
+	created(t, "group contract-dup", api.Do(http.MethodPost, srv.URL+"/groups", mt.Type(mt.Group), map[string]any{"Name": "contract-dup"}), "ID")
 	key := mt.Type(mt.AccessKey)
 	instance := srv.URL + "/clients/" + client + "/objecttypes/3/instances/0"
 	big := strings.Repeat("x", 1<<20)
@@ -689,6 +821,8 @@ func contractErrors(t *testing.T, srv *testserver.Server, admin, bToken, bKey, c
 		{name: "406 unknown version", method: "GET", path: "/clients", accept: func(f wireFormat) string { return mt.Type(mt.Clients) + "-v9" + f.suffix }, status: 406},
 		{name: "409 duplicate definition", method: "POST", path: "/objecttypes/definitions", ctype: mt.Type(mt.ObjectDefinition), accept: typed(mt.Type(mt.ResourceCreated)),
 			body: encoded(mt.Type(mt.ObjectDefinition), valve(dupID, "Duplicate again")), status: 409},
+		{name: "409 duplicate group name", method: "POST", path: "/groups", ctype: mt.Type(mt.Group), accept: typed(mt.Type(mt.ResourceCreated)),
+			body: encoded(mt.Type(mt.Group), map[string]any{"Name": "contract-dup"}), status: 409},
 		{name: "413 body over 1 MiB", method: "PUT", path: "/accesskeys/" + bKey, token: bToken, ctype: key,
 			body: encoded(key, map[string]any{"Name": big}), status: 413},
 		{name: "415 text/plain", method: "POST", path: "/accesskeys", ctype: "text/plain", body: raw("contract", "contract"), status: 415},

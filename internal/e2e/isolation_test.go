@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -101,12 +102,14 @@ func TestIsolationMatrix(t *testing.T) {
 	ctx := context.Background()
 
 	var (
-		jsonOf   = func(name string) string { return mt.Type(name) + "+json" }
-		keyType  = jsonOf(mt.AccessKey)
-		defType  = jsonOf(mt.ObjectDefinition)
-		certType = jsonOf(mt.Certificate)
-		pskType  = jsonOf(mt.PSKIdentity)
-		form     = "application/x-www-form-urlencoded"
+		jsonOf    = func(name string) string { return mt.Type(name) + "+json" }
+		keyType   = jsonOf(mt.AccessKey)
+		defType   = jsonOf(mt.ObjectDefinition)
+		certType  = jsonOf(mt.Certificate)
+		pskType   = jsonOf(mt.PSKIdentity)
+		groupType = jsonOf(mt.Group)
+		form      = "application/x-www-form-urlencoded"
+		plainJSON = "application/json"
 	)
 
 	// Organisation B: the administrator's POST /accesskeys makes a new one.
@@ -146,21 +149,37 @@ func TestIsolationMatrix(t *testing.T) {
 	aPSK := created(t, "A: PSK identity", a.Do(http.MethodPost, srv.URL+"/identities/psk", "", nil), "Identity")
 	aCert := created(t, "A: certificate", a.Do(http.MethodPost, srv.URL+"/identities/certificates", certType, map[string]any{"Subject": "dev-1"}), "ID")
 	aSubs := []string{aSubOrg, aSubClient, aSubObs}
+	const aGroupName = "tenant-a-group"
+	aGroup := created(t, "A: group", a.Do(http.MethodPost, srv.URL+"/groups", groupType,
+		map[string]any{"Name": aGroupName, "Endpoints": []string{aEndpoint}}), "ID")
+	aCallback := rcA.URL + "/m2m-a"
+	if r := a.Do(http.MethodPut, srv.URL+"/m2m/applications/registration", plainJSON, map[string]any{"url": aCallback}); r.Status != http.StatusOK {
+		t.Fatalf("A: callback: %d %s", r.Status, r.Raw)
+	}
+	r = a.Do(http.MethodPost, srv.URL+"/m2m/subscriptions?type=lifecycleEvents", plainJSON,
+		map[string]any{"criteria": map[string]any{"serialNumbers": []string{aEndpoint}}, "events": []string{"update"}})
+	aM2M, _ := r.Body["subscriptionId"].(string)
+	if r.Status != http.StatusAccepted || aM2M == "" {
+		t.Fatalf("A: m2m subscription: %d %s", r.Status, r.Raw)
+	}
 
 	// A's data that must never show in any answer to B, unless B itself
 	// sent it in that request.
-	markers := []string{aEndpoint, aMaker, aDefName, aHook, "dev-1", aClient, aPSK, aCert, aSubOrg, aSubClient, aSubObs, testserver.AdminKey}
+	markers := []string{aEndpoint, aMaker, aDefName, aHook, "dev-1", aClient, aPSK, aCert, aSubOrg, aSubClient, aSubObs, testserver.AdminKey,
+		aGroupName, aGroup, aCallback, aM2M}
 
 	defaults := map[string]string{
 		"client": aClient, "object": "3303", "instance": "0", "resource": "5700",
 		"key": testserver.AdminKey, "definition": aDef, "subscription": aSubOrg,
 		"identity": aPSK, "certificate": aCert, "metric": "BytesSent",
+		"group": aGroup, "subscriptionid": aM2M,
 	}
 	bHook := rcB.URL + "/tenant-b"
 	subBody := func(typ string) string {
 		return `{"SubscriptionType":"` + typ + `","Url":"` + bHook + `"}`
 	}
-	var bSub, bPSK, bCert, bKey2 string
+	var bSub, bPSK, bCert, bKey2, bGroup, bM2M string
+	bCallback := rcB.URL + "/m2m-b"
 	const bDef = "40020"
 
 	// noneOf checks that a list of B's shows none of A's values of field.
@@ -225,6 +244,34 @@ func TestIsolationMatrix(t *testing.T) {
 		{method: "POST", route: "/subscriptions", ctype: subType, body: subBody("ClientUpdated"), own: func(t *testing.T, r testserver.Response) {
 			bSub = created(t, "B: subscription", r, "ID")
 		}},
+		{method: "GET", route: "/groups", own: noneOf("ID", aGroup)},
+		// Group names are per organisation: A's name is free for B (a 409 would tell B it exists).
+		{method: "POST", route: "/groups", ctype: groupType, body: `{"Name":"` + aGroupName + `","Endpoints":["` + aEndpoint + `"]}`,
+			own: func(t *testing.T, r testserver.Response) { bGroup = created(t, "B: group", r, "ID") }},
+		{method: "PUT", route: "/m2m/applications/registration", ctype: plainJSON, body: `{"url":"` + bCallback + `"}`,
+			own: func(t *testing.T, r testserver.Response) {
+				if r.Status != http.StatusOK {
+					t.Errorf("B registers its callback: %d %s", r.Status, r.Raw)
+				}
+			}},
+		{method: "GET", route: "/m2m/applications/registration", own: func(t *testing.T, r testserver.Response) {
+			if r.Status != http.StatusOK || r.Body["url"] != bCallback {
+				t.Errorf("B's callback: %d %s, want its own %s", r.Status, r.Raw, bCallback)
+			}
+		}},
+		{method: "POST", route: "/m2m/subscriptions", query: "type=lifecycleEvents", ctype: plainJSON, body: `{"events":["registration","update"]}`,
+			own: func(t *testing.T, r testserver.Response) {
+				bM2M, _ = r.Body["subscriptionId"].(string)
+				if r.Status != http.StatusAccepted || bM2M == "" {
+					t.Errorf("B's m2m subscription: %d %s", r.Status, r.Raw)
+				}
+			}},
+		// B deletes its own callback; A's stays (checked below).
+		{method: "DELETE", route: "/m2m/applications/registration", own: func(t *testing.T, r testserver.Response) {
+			if r.Status != http.StatusOK {
+				t.Errorf("B deletes its callback: %d %s", r.Status, r.Raw)
+			}
+		}},
 		{method: "GET", route: "/identities/psk", own: noneOf("Identity", aPSK)},
 		{method: "POST", route: "/identities/psk", ctype: pskType, body: `{}`, own: func(t *testing.T, r testserver.Response) {
 			bPSK = created(t, "B: PSK identity", r, "Identity")
@@ -275,6 +322,11 @@ func TestIsolationMatrix(t *testing.T) {
 		{method: "PUT", route: "/objecttypes/definitions/{definition}", ctype: defType,
 			body: `{"ObjectID":"` + aDef + `","Name":"Renamed by B"}`, notFound: true},
 		{method: "DELETE", route: "/objecttypes/definitions/{definition}", notFound: true},
+		{method: "GET", route: "/groups/{group}", notFound: true},
+		{method: "PUT", route: "/groups/{group}", ctype: groupType, body: `{"Name":"renamed-by-b","Endpoints":["b-dev"]}`, notFound: true},
+		{method: "DELETE", route: "/groups/{group}", notFound: true},
+		{method: "GET", route: "/m2m/subscriptions/{subscriptionid}", notFound: true},
+		{method: "DELETE", route: "/m2m/subscriptions/{subscriptionid}", notFound: true},
 		{method: "GET", route: "/identities/psk/{identity}", notFound: true},
 		{method: "DELETE", route: "/identities/psk/{identity}", notFound: true},
 		{method: "GET", route: "/identities/certificates/{certificate}", notFound: true},
@@ -440,9 +492,21 @@ func TestIsolationMatrix(t *testing.T) {
 		if n := metricValues(t, a, srv.URL+"/metrics")["NumberClients"]; n != 1 {
 			t.Errorf("A's NumberClients = %d, want 1", n)
 		}
+		if g := a.Get(srv.URL + "/groups/" + aGroup).Body; g["Name"] != aGroupName || !reflect.DeepEqual(g["Endpoints"], []any{aEndpoint}) {
+			t.Errorf("A's group: %v", g)
+		}
+		if got := a.Get(srv.URL + "/clients/" + aClient).Body["Groups"]; !reflect.DeepEqual(got, []any{aGroupName}) {
+			t.Errorf("A's client Groups %v: B's group of the same name counted for A", got)
+		}
+		if got := a.Get(srv.URL + "/m2m/applications/registration").Body["url"]; got != aCallback {
+			t.Errorf("A's callback is %v", got)
+		}
+		if got := a.Get(srv.URL + "/m2m/subscriptions/" + aM2M).Body["subscriptionId"]; got != aM2M {
+			t.Errorf("A's m2m subscription: %v", got)
+		}
 		// And the other way round: B's own things are invisible to A.
 		for _, p := range []string{"/subscriptions/" + bSub, "/identities/psk/" + bPSK,
-			"/identities/certificates/" + bCert, "/objecttypes/definitions/" + bDef} {
+			"/identities/certificates/" + bCert, "/objecttypes/definitions/" + bDef, "/groups/" + bGroup, "/m2m/subscriptions/" + bM2M} {
 			if r := a.Do(http.MethodGet, srv.URL+p, "", nil); r.Status != http.StatusNotFound {
 				t.Errorf("A GET %s (B's): %d, want 404", p, r.Status)
 			}

@@ -297,6 +297,8 @@ func referenceFixtures(t *testing.T, srv *testserver.Server, hookURL string) (ma
 	create(main, "subscription", "/clients/"+main.vals["client"]+"/objecttypes/3303/instances/0/subscriptions", subType,
 		map[string]any{"SubscriptionType": "Observation", "Url": hookURL, "Property": "SensorValue", "Attributes": map[string]any{"Pmin": 1, "Pmax": 60}}, "ID")
 	create(spare, "subscription", "/subscriptions", subType, map[string]any{"SubscriptionType": "ClientDisconnected", "Url": hookURL}, "ID")
+	referenceGroupFixtures(t, srv, api, main, spare)
+	referenceM2MFixtures(t, srv, api, hookURL, main, spare)
 	for _, set := range []fixtureSet{main, spare} {
 		for name, why := range set.missing {
 			t.Logf("fixture {%s} unavailable, its examples will fail: %s", name, why)
