@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -81,6 +82,7 @@ func TestGroups(t *testing.T) {
 	})
 
 	t.Run("an XML body", func(t *testing.T) {
+		e.clock.Set(e.clock.Now().Add(time.Second)) // listed after tenant-a, by creation time
 		r := e.do(t, e.admin, http.MethodPost, "/groups", "application/vnd.imgtec.group+xml",
 			`<Group><Name>North &amp; South</Name><Endpoints><Endpoint>ep-02</Endpoint></Endpoints></Group>`)
 		if r.Status != http.StatusCreated {

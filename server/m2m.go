@@ -238,7 +238,7 @@ func (s *Server) putCallback(w http.ResponseWriter, r *http.Request, c *call) {
 		s.m2mError(w, http.StatusBadRequest, m2mInvalid, "url is required")
 		return
 	}
-	if err := s.cfg.Subscriptions.CheckURL("url", body.URL); err != nil {
+	if err := s.cfg.Subscriptions.CheckURL(r.Context(), "url", body.URL); err != nil {
 		s.m2mFail(w, r, err)
 		return
 	}

@@ -170,11 +170,14 @@ func TestM2MEndToEnd(t *testing.T) {
 
 	t.Run("resources without needNotification apply at the next update", func(t *testing.T) {
 		ok(m2m(http.MethodPost, "/m2m/subscriptions?type=resources", map[string]any{
-			"resources": []any{map[string]any{"resourcePath": "3303/1/5700", "conditions": map[string]any{"pmin": "0", "pmax": "1"}}}}), http.StatusAccepted)
+			"resources": []any{map[string]any{"resourcePath": "3/0/9", "conditions": map[string]any{"pmin": "0", "pmax": "1"}}}}), http.StatusAccepted)
 		if err := dev.Update(ctx, false); err != nil {
 			t.Fatal(err)
 		}
-		rc.wait(t, "Observation", about(1, nil))
+		device := client + "/objecttypes/3/instances/0"
+		rc.wait(t, "Observation", func(_ callbackDelivery, it map[string]any) bool {
+			return testserver.Link(t, it, "object") == device
+		})
 	})
 
 	t.Run("GET shows the request", func(t *testing.T) {
