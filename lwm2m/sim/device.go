@@ -22,7 +22,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
-	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/deviceserver/deviceserver/lwm2m"
@@ -191,7 +190,7 @@ func (d *Device) Start(ctx context.Context) error {
 	d.started = true
 	d.mu.Unlock()
 
-	conn, err := udp.Dial(d.cfg.Server,
+	conn, err := dial(d.cfg.Server,
 		options.WithMux(mux.HandlerFunc(d.serve)),
 		options.WithContext(d.ctx),
 		options.WithErrors(func(err error) { d.log.Debug("coap", "err", err) }),
@@ -590,28 +589,38 @@ func (d *Device) Set(p lwm2m.Path, v any) {
 }
 
 func (d *Device) setLocked(p lwm2m.Path, v any, now time.Time) error {
+	changed, err := d.storeLocked(p, v)
+	if err != nil {
+		return err
+	}
+	d.changedLocked(now, changed...)
+	return nil
+}
+
+// storeLocked sets a value without notifying anyone and returns the paths
+// that changed (with Min/Max Measured for the 3303 Sensor Value).
+func (d *Device) storeLocked(p lwm2m.Path, v any) ([]lwm2m.Path, error) {
 	def, ok := resourceDef(p.Object, p.Resource)
 	switch {
 	case p.Depth < lwm2m.DepthResource || !ok:
-		return fmt.Errorf("sim: set %s: no such resource", p)
+		return nil, fmt.Errorf("sim: set %s: no such resource", p)
 	case !d.store.instances[lwm2m.InstancePath(p.Object, p.Instance)]:
-		return fmt.Errorf("sim: set %s: no such instance", p)
+		return nil, fmt.Errorf("sim: set %s: no such instance", p)
 	case def.multi != (p.Depth == lwm2m.DepthResourceInstance):
-		return fmt.Errorf("sim: set %s: multiple resources are set per instance", p)
+		return nil, fmt.Errorf("sim: set %s: multiple resources are set per instance", p)
 	case def.typ == lwm2m.TypeNone:
-		return fmt.Errorf("sim: set %s: executable resource", p)
+		return nil, fmt.Errorf("sim: set %s: executable resource", p)
 	}
 	cv, err := coerce(p, v)
 	if err != nil {
-		return fmt.Errorf("sim: set %s: %w", p, err)
+		return nil, fmt.Errorf("sim: set %s: %w", p, err)
 	}
 	changed := []lwm2m.Path{p}
 	d.store.values[p] = cv
 	if p.Object == objTemperature && p.Resource == resSensorValue {
 		changed = append(changed, d.trackMinMax(p.Instance, cv.(float64))...)
 	}
-	d.changedLocked(now, changed...)
-	return nil
+	return changed, nil
 }
 
 // trackMinMax widens Min/Max Measured to include x and returns what changed.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -194,11 +195,8 @@ func (d *Device) handleReset(mid int32) {
 // changedLocked re-evaluates the observations touched by changes at paths.
 func (d *Device) changedLocked(now time.Time, paths ...lwm2m.Path) {
 	for _, o := range d.obs {
-		for _, p := range paths {
-			if o.path.Contains(p) || p.Contains(o.path) {
-				d.evaluateLocked(o, now)
-				break
-			}
+		if touches(o.path, paths) {
+			d.evaluateLocked(o, now)
 		}
 	}
 }
@@ -264,6 +262,27 @@ func (d *Device) sendLocked(o *observation, now time.Time) {
 	if d.closed {
 		return
 	}
+	n := d.nextNotificationLocked(o, now)
+	n.con = d.notifyCnt%conEvery == 0
+	d.senderOnce.Do(func() {
+		d.notifyQ = make(chan notification, notifyQueueLen)
+		d.wg.Add(1)
+		go d.sender(d.notifyQ)
+	})
+	select {
+	case d.notifyQ <- n:
+	default:
+		// Dropping is what a constrained device does; the next change or
+		// pmax sends the value again.
+		d.log.Warn("notification dropped: queue full", "path", o.path.String())
+	}
+}
+
+// nextNotificationLocked builds the notification of o's current value with
+// the next Observe sequence number and records it as sent: it restarts the
+// pmin and pmax periods and the st/gt/lt reference. An error (the observed
+// node was deleted) becomes an error notification and ends the observation.
+func (d *Device) nextNotificationLocked(o *observation, now time.Time) notification {
 	n := notification{token: o.token, code: codes.Content, format: o.format, seq: d.nextSeqLocked()}
 	b, err := d.encodeLocked(o.path, o.format, now)
 	if err != nil {
@@ -277,7 +296,6 @@ func (d *Device) sendLocked(o *observation, now time.Time) {
 		n.payload = b
 	}
 	d.notifyCnt++
-	n.con = d.notifyCnt%conEvery == 0
 	o.lastSent = now
 	o.pending = false
 	o.gen++
@@ -291,19 +309,71 @@ func (d *Device) sendLocked(o *observation, now time.Time) {
 	if err == nil {
 		d.armPmaxLocked(o, now)
 	}
-	d.senderOnce.Do(func() {
-		d.notifyQ = make(chan notification, notifyQueueLen)
+	if d.sentMIDs == nil {
 		d.sentMIDs = make([]midToken, sentMIDsLen)
-		d.wg.Add(1)
-		go d.sender(d.notifyQ)
-	})
-	select {
-	case d.notifyQ <- n:
-	default:
-		// Dropping is what a constrained device does; the next change or
-		// pmax sends the value again.
-		d.log.Warn("notification dropped: queue full", "path", o.path.String())
 	}
+	return n
+}
+
+// ErrNotObserved is returned by NotifyConfirmed when nothing observes the path.
+var ErrNotObserved = errors.New("sim: not observed")
+
+// NotifyConfirmed sets p to v, as Set does, and sends every observation of
+// p (or of a path containing it) a confirmable notification of the new value
+// at once, whatever the observation's attributes, then waits for the
+// server's acknowledgements. It returns nil when each was acknowledged,
+// ErrNotObserved when nothing observes p, and otherwise an error once ctx
+// ends without an acknowledgement (the server may be down or restarting).
+//
+// Within ctx go-coap retransmits the notification as RFC 7252 says (after
+// ACK_TIMEOUT, 2 s); once ctx has ended it is not sent again: like a CoAP
+// server that has a newer notification to send (RFC 7641 §4.5.2), the
+// device moves on, and the next call carries the newer value.
+// Unlike an unacknowledged automatic notification it does not end the
+// observation either, so that a device can keep notifying a server that is
+// killed and restarted: the server keeps the observation across restarts.
+// Mixing NotifyConfirmed with Set on the same path may reorder their
+// notifications; the server then drops the older ones as stale.
+func (d *Device) NotifyConfirmed(ctx context.Context, p lwm2m.Path, v any) error {
+	now := d.clock.Now()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return errors.New("sim: notify: device closed")
+	}
+	changed, err := d.storeLocked(p, v)
+	if err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	var ns []notification
+	for _, o := range d.obs {
+		if touches(o.path, changed) {
+			n := d.nextNotificationLocked(o, now)
+			n.con = true
+			ns = append(ns, n)
+		}
+	}
+	d.mu.Unlock()
+	if len(ns) == 0 {
+		return fmt.Errorf("sim: notify %s: %w", p, ErrNotObserved)
+	}
+	for _, n := range ns {
+		if err := d.sendNotification(ctx, n); err != nil {
+			return fmt.Errorf("sim: notify %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// touches reports whether a change at one of paths concerns an observation of op.
+func touches(op lwm2m.Path, paths []lwm2m.Path) bool {
+	for _, p := range paths {
+		if op.Contains(p) || p.Contains(op) {
+			return true
+		}
+	}
+	return false
 }
 
 // sender writes queued notifications in order, so Observe sequence numbers
@@ -316,7 +386,10 @@ func (d *Device) sender(q <-chan notification) {
 		case <-d.ctx.Done():
 			return
 		case n := <-q:
-			if err := d.sendNotification(n); err != nil && d.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(d.ctx, conTimeout)
+			err := d.sendNotification(ctx, n)
+			cancel()
+			if err != nil && d.ctx.Err() == nil {
 				d.log.Warn("notify failed, cancelling observation", "err", err)
 				d.cancelObservation(n.token)
 			}
@@ -324,13 +397,13 @@ func (d *Device) sender(q <-chan notification) {
 	}
 }
 
-func (d *Device) sendNotification(n notification) error {
+// sendNotification writes n; a confirmable one waits for its ACK until ctx
+// ends (go-coap retransmits it meanwhile, every ACK_TIMEOUT).
+func (d *Device) sendNotification(ctx context.Context, n notification) error {
 	conn, err := d.getConn()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, conTimeout)
-	defer cancel()
 	m := conn.AcquireMessage(ctx)
 	defer conn.ReleaseMessage(m)
 	m.SetCode(n.code)
