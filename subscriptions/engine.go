@@ -358,15 +358,23 @@ func (e *Engine) loadObservations(ctx context.Context) error {
 // establishLater establishes a client's missing device observations in
 // the background.
 func (e *Engine) establishLater(clientID string) {
+	e.inBackground(func(ctx context.Context) { e.establishAll(ctx, clientID) })
+}
+
+// inBackground runs f in a goroutine that Close waits for (and tests, on
+// Engine.background), with a context that ends when the engine closes;
+// false, and f not run, once the engine is closed.
+func (e *Engine) inBackground(f func(ctx context.Context)) bool {
 	if !e.enter() {
-		return
+		return false
 	}
 	e.background.Add(1)
 	go func() {
 		defer e.wg.Done()
 		defer e.background.Done()
-		e.establishAll(e.root, clientID)
+		f(e.root)
 	}()
+	return true
 }
 
 // loadLifecycle fills the lifecycle index from the store. Holding subMu

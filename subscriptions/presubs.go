@@ -204,14 +204,7 @@ func (e *Engine) follow(reg lwm2m.Registration, registered bool, deferred []deli
 	if !readAll && !readFirmware && !pre && len(deferred) == 0 && !e.needsEstablish(reg.ID) {
 		return
 	}
-	if !e.enter() {
-		return
-	}
-	e.background.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.background.Done()
-		ctx := e.root
+	e.inBackground(func(ctx context.Context) {
 		switch {
 		case readAll:
 			reg = e.readInfo(ctx, reg, devicePath)
@@ -232,7 +225,7 @@ func (e *Engine) follow(reg lwm2m.Registration, registered bool, deferred []deli
 		}
 		e.reconcile(ctx, reg)
 		e.establishAll(ctx, reg.ID)
-	}()
+	})
 }
 
 // readInfo reads p (object 3 or its firmware version) and records the
@@ -434,14 +427,7 @@ func (e *Engine) createPre(ctx context.Context, s storage.Subscription, later bo
 // applyOnline reconciles, in the background, the online clients of org
 // for which pick is true.
 func (e *Engine) applyOnline(org string, pick func(lwm2m.Registration) bool) {
-	if !e.enter() {
-		return
-	}
-	e.background.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.background.Done()
-		ctx := e.root
+	e.inBackground(func(ctx context.Context) {
 		online := true
 		for offset := 0; ctx.Err() == nil; offset += preloadPage {
 			regs, _, err := e.store.ListRegistrations(ctx, storage.RegistrationFilter{Organisation: org, Online: &online, Now: e.now()}, offset, preloadPage)
@@ -458,7 +444,7 @@ func (e *Engine) applyOnline(org string, pick func(lwm2m.Registration) bool) {
 				return
 			}
 		}
-	}()
+	})
 }
 
 // apply brings one online client in line with the pre-subscriptions,
@@ -486,15 +472,8 @@ func (e *Engine) membersChanged(org string, endpoints []string) {
 	if !byGroup || len(endpoints) == 0 {
 		return
 	}
-	if !e.enter() {
-		return
-	}
 	endpoints = slices.Clone(endpoints)
-	e.background.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.background.Done()
-		ctx := e.root
+	e.inBackground(func(ctx context.Context) {
 		done := make(map[string]bool)
 		for _, ep := range endpoints {
 			if done[ep] || ctx.Err() != nil {
@@ -511,7 +490,7 @@ func (e *Engine) membersChanged(org string, endpoints []string) {
 			}
 			e.apply(ctx, reg)
 		}
-	}()
+	})
 }
 
 // updatePre applies a change of an organisation-level Observation
@@ -579,19 +558,15 @@ func (e *Engine) eachAttached(id string, f func(*clientState, *observation, *sub
 	if len(todo) == 0 {
 		return
 	}
-	if !e.enter() {
+	started := e.inBackground(func(ctx context.Context) {
+		for _, p := range todo {
+			e.sync(ctx, p.cl, p.o)
+			e.unpin(p.cl, p.o)
+		}
+	})
+	if !started {
 		for _, p := range todo {
 			e.unpin(p.cl, p.o)
 		}
-		return
 	}
-	e.background.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.background.Done()
-		for _, p := range todo {
-			e.sync(e.root, p.cl, p.o)
-			e.unpin(p.cl, p.o)
-		}
-	}()
 }
