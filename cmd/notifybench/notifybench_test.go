@@ -56,9 +56,6 @@ func TestParseFlags(t *testing.T) {
 // TestRun runs the whole tool briefly, both policies, NON and CON: every
 // notification sent must be delivered exactly once.
 func TestRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts servers")
-	}
 	for _, con := range []bool{false, true} {
 		t.Run(fmt.Sprintf("con=%v", con), func(t *testing.T) {
 			var out, errOut bytes.Buffer

@@ -151,9 +151,6 @@ func delivered(posts []durablePost) map[int]bool {
 // not acknowledged and need not arrive); the server finds the observation
 // token in its store.
 func TestDurableNotificationsSurviveKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the server binary and kills it")
-	}
 	const (
 		n        = 400
 		kills    = 3

@@ -2,12 +2,9 @@ package testserver
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,24 +185,25 @@ func (c *Child) Kill() error {
 // WaitExit waits for the process to exit, failing the test after timeout.
 func (c *Child) WaitExit(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	c.mu.Lock()
-	exited := c.exited
-	c.mu.Unlock()
 	select {
-	case <-exited:
+	case <-c.exitCh():
 	case <-time.After(timeout):
 		t.Fatalf("server still running after %s", timeout)
 	}
 }
 
+// exitCh is closed when the current process has exited.
+func (c *Child) exitCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exited
+}
+
 // Restart starts the binary again, with the same flags, after it exited.
 func (c *Child) Restart(t testing.TB) {
 	t.Helper()
-	c.mu.Lock()
-	exited := c.exited
-	c.mu.Unlock()
 	select {
-	case <-exited:
+	case <-c.exitCh():
 	default:
 		t.Fatal("restart: the server is still running")
 	}
@@ -218,18 +216,7 @@ func (c *Child) Log() string { return c.log.String() }
 // Token gets an access token with the administrator key.
 func (c *Child) Token(t testing.TB) string {
 	t.Helper()
-	resp, err := http.PostForm(c.URL+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {AdminKey}, "password": {AdminSecret}})
-	if err != nil {
-		t.Fatalf("token: %v", err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&tok) != nil || tok.AccessToken == "" {
-		t.Fatalf("token: status %d", resp.StatusCode)
-	}
-	return tok.AccessToken
+	return token(t, c.URL, AdminKey, AdminSecret)
 }
 
 // readyLine is what the server logs once it serves (internal/deviceserver).

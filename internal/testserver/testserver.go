@@ -94,7 +94,13 @@ func (s *Server) Token(t testing.TB) string {
 // TokenFor gets an access token with any key.
 func (s *Server) TokenFor(t testing.TB, key, secret string) string {
 	t.Helper()
-	resp, err := http.PostForm(s.URL+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {key}, "password": {secret}})
+	return token(t, s.URL, key, secret)
+}
+
+// token gets an access token from the server at base with the password grant.
+func token(t testing.TB, base, key, secret string) string {
+	t.Helper()
+	resp, err := http.PostForm(base+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {key}, "password": {secret}})
 	if err != nil {
 		t.Fatalf("token: %v", err)
 	}
