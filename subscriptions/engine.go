@@ -100,9 +100,9 @@ type Engine struct {
 	pre     *preIndex
 	groups  *groupIndex
 	groupMu sync.Mutex
-	// observations holds every Observation subscription by ID, written
-	// through after each store write, so that delivering reads nothing.
-	observations *subCache
+	// subs holds every subscription by ID, written through after each
+	// store write (with index and pre), so that delivering reads nothing.
+	subs *subCache
 
 	// outcome, when set (by tests, before any event), is told of every
 	// delivery's end: delivered or dropped.
@@ -152,7 +152,7 @@ func New(cfg Config) *Engine {
 		queueSize:      cfg.QueueSize,
 		index:          newLifecycleIndex(),
 		pre:            newPreIndex(),
-		observations:   &subCache{m: make(map[string]storage.Subscription)},
+		subs:           &subCache{m: make(map[string]storage.Subscription)},
 		groups:         newGroupIndex(),
 		dest:           newDestinations(cfg.AllowedDestinations),
 		skipInfo:       cfg.SkipDeviceInfo,
@@ -287,7 +287,7 @@ func (e *Engine) loadObservations(ctx context.Context) error {
 			e.log.Warn("subscriptions: start: skipping malformed observation", "subscription", s.ID, "path", s.Path)
 			continue
 		}
-		e.observations.put(s)
+		e.subs.put(s)
 		if s.ClientID == "" {
 			e.pre.put(s)
 			continue
@@ -390,6 +390,7 @@ func (e *Engine) loadLifecycle(ctx context.Context) error {
 		}
 		for _, s := range subs {
 			e.index.put(s)
+			e.subs.put(s)
 		}
 	}
 	return nil
@@ -473,6 +474,7 @@ func (e *Engine) Create(ctx context.Context, s storage.Subscription, opts ...Cre
 		return storage.Subscription{}, fmt.Errorf("subscriptions: create: %w", err)
 	}
 	e.index.put(s)
+	e.subs.put(s)
 	return s, nil
 }
 
@@ -529,6 +531,7 @@ func (e *Engine) Update(ctx context.Context, id string, patch Patch) (storage.Su
 	}
 	if lifecycle {
 		e.index.put(s)
+		e.subs.put(s)
 	}
 	if s.URL != old.URL || s.Secret != old.Secret || s.AcceptContentType != old.AcceptContentType || s.DeletionPolicy != old.DeletionPolicy || !maps.Equal(s.Headers, old.Headers) {
 		e.retarget(id)
@@ -566,18 +569,15 @@ func (e *Engine) deleteLifecycle(ctx context.Context, id string) error {
 		return err
 	}
 	e.index.remove(id)
+	e.subs.remove(id)
 	return nil
 }
 
 // subscription returns the current version of a subscription for its
-// worker: from the lifecycle index or the Observation cache, so that a
-// delivery reads nothing from the store, else (not known to this engine)
-// from the store.
+// worker: from memory, so that a delivery reads nothing from the store,
+// else (not known to this engine) from the store.
 func (e *Engine) subscription(ctx context.Context, id string) (storage.Subscription, error) {
-	if s, ok := e.index.get(id); ok {
-		return s, nil
-	}
-	if s, ok := e.observations.get(id); ok {
+	if s, ok := e.subs.get(id); ok {
 		return s, nil
 	}
 	return e.store.GetSubscription(ctx, id)

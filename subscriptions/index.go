@@ -112,11 +112,3 @@ func (x *lifecycleIndex) match(org, clientID, typ string) (orgLevel, clientLevel
 	defer x.mu.RUnlock()
 	return x.byOrg[indexKey{org, typ}], x.byClient[indexKey{clientID, typ}]
 }
-
-// get returns the indexed subscription with id.
-func (x *lifecycleIndex) get(id string) (storage.Subscription, bool) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	s, ok := x.byID[id]
-	return s, ok
-}

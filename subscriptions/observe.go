@@ -183,7 +183,7 @@ func (e *Engine) createObservation(ctx context.Context, s storage.Subscription, 
 		return err
 	}
 
-	e.observations.put(s)
+	e.subs.put(s)
 	now := e.now()
 	st := newSubState(s, p)
 	cl.mu.Lock()
@@ -249,7 +249,7 @@ func (e *Engine) updateObservation(ctx context.Context, s storage.Subscription, 
 	if err := e.store.UpdateSubscription(ctx, s); err != nil {
 		return err
 	}
-	e.observations.put(s)
+	e.subs.put(s)
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	st := o.subs[s.ID]
@@ -272,7 +272,7 @@ func (e *Engine) updateObservation(ctx context.Context, s storage.Subscription, 
 func (e *Engine) deleteObservation(ctx context.Context, s storage.Subscription) error {
 	p, err := lwm2m.ParsePath(s.Path)
 	if err != nil {
-		e.observations.remove(s.ID)
+		e.subs.remove(s.ID)
 		return e.store.DeleteSubscription(ctx, s.ID)
 	}
 	cl, o := e.pin(s.ClientID, p)
@@ -283,7 +283,7 @@ func (e *Engine) deleteObservation(ctx context.Context, s storage.Subscription) 
 	if err := e.store.DeleteSubscription(ctx, s.ID); err != nil {
 		return err
 	}
-	e.observations.remove(s.ID)
+	e.subs.remove(s.ID)
 	cl.mu.Lock()
 	if st := o.subs[s.ID]; st != nil {
 		st.stopTimer()

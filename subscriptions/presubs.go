@@ -417,7 +417,7 @@ func (e *Engine) createPre(ctx context.Context, s storage.Subscription, later bo
 		return err
 	}
 	e.pre.put(s)
-	e.observations.put(s)
+	e.subs.put(s)
 	if !later {
 		e.applyOnline(s.OrganisationID, func(reg lwm2m.Registration) bool { return e.match(s, reg) != noMatch })
 	}
@@ -502,7 +502,7 @@ func (e *Engine) updatePre(ctx context.Context, s storage.Subscription, attrsCha
 		return err
 	}
 	e.pre.put(s)
-	e.observations.put(s)
+	e.subs.put(s)
 	e.eachAttached(s.ID, func(cl *clientState, o *observation, st *subState) {
 		st.sub = s
 		st.f.attrs = s.Attributes
@@ -519,7 +519,7 @@ func (e *Engine) deletePre(ctx context.Context, s storage.Subscription) error {
 		return err
 	}
 	e.pre.remove(s.OrganisationID, s.ID)
-	e.observations.remove(s.ID)
+	e.subs.remove(s.ID)
 	e.eachAttached(s.ID, func(cl *clientState, o *observation, st *subState) {
 		st.stopTimer()
 		delete(o.subs, s.ID)
