@@ -24,6 +24,9 @@ type loadConfig struct {
 	AckTimeout  time.Duration // RFC 7252 ACK_TIMEOUT; 0 means its default, 2s
 	Deregister  bool
 	Hold        time.Duration
+	// Registered, when set, is called once the register phase has ended
+	// (every device answered or failed), before Hold.
+	Registered func()
 }
 
 // phase is the outcome of registering (or de-registering) every device.
@@ -85,6 +88,9 @@ func runLoad(ctx context.Context, cfg loadConfig) loadResult {
 		d.serve()
 		return nil
 	})
+	if cfg.Registered != nil {
+		cfg.Registered()
+	}
 	if cfg.Hold > 0 {
 		select {
 		case <-ctx.Done():

@@ -122,10 +122,13 @@ func TestLoadAnswersDeviceReads(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan loadResult, 1)
+	registered := make(chan struct{})
 	go func() {
-		// Held registered until every read is in, then cancelled.
+		// Held registered until every read is in and every device has its
+		// answer (a read may reach a device before its 2.01), then cancelled.
 		done <- runLoad(ctx, loadConfig{Server: rs.addr, Prefix: "read", N: n, Concurrency: 5,
-			Lifetime: 60, Version: "1.1", Timeout: 10 * time.Second, Hold: time.Hour})
+			Lifetime: 60, Version: "1.1", Timeout: 10 * time.Second, Hold: time.Hour,
+			Registered: func() { close(registered) }})
 	}()
 	deadline := time.After(30 * time.Second)
 	for range n {
@@ -141,6 +144,11 @@ func TestLoadAnswersDeviceReads(t *testing.T) {
 		case <-deadline:
 			t.Fatal("reads missing after 30s")
 		}
+	}
+	select {
+	case <-registered:
+	case <-deadline:
+		t.Fatal("register phase not over after 30s")
 	}
 	cancel()
 	if res := <-done; res.Register.OK != n {
